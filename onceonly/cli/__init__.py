@@ -1,0 +1,36 @@
+"""The ``onceonly`` command line. Each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from onceonly.cli import demo_cmd, registry_cmd, stack_cmd, topics_cmd
+from onceonly.cli.common import console_err
+from onceonly.errors import OnceonlyError
+
+app = typer.Typer(
+    name="onceonly",
+    help="Record a change once; every department that holds the data gets it.\n\n"
+    "Example:  onceonly stack up && onceonly demo",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(stack_cmd.app, name="stack")
+app.add_typer(topics_cmd.app, name="topics")
+app.add_typer(registry_cmd.app, name="registry")
+app.command("demo")(demo_cmd.demo)
+
+
+def main() -> None:
+    """Entry point: a user mistake is one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except OnceonlyError as e:
+        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        console_err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,144 @@
+"""pytest fixtures for onceonly and for departments testing their adapters against it.
+
+The session broker is ``ONCEONLY_BOOTSTRAP_SERVERS`` when set (a real cluster); else testcontainers
+(Kafka, Redis) when a Docker engine answers; else the embedded stack on free ports. Every test gets its
+own topic prefix (and Redis key prefix), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from onceonly.settings import Settings
+from onceonly.stack import EmbeddedStack, StackOptions
+from onceonly.stack.components import redis_ready
+from onceonly.stack.process import free_port, port_open
+
+MACHINE_REDIS = "redis://127.0.0.1:6379/0"
+MACHINE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@dataclass
+class StackInfo:
+    bootstrap_servers: str
+    registry_url: str
+    redis_url: str
+    broker_quirks: Literal["none", "tansu"]
+    embedded: EmbeddedStack | None = None
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+def _embedded_stack() -> Iterator[StackInfo]:
+    state = Path(tempfile.mkdtemp(prefix="onceonly-test-stack-"))
+    stack = EmbeddedStack(state)
+    redis_url = MACHINE_REDIS if redis_ready(MACHINE_REDIS) else None
+    if redis_url:
+        os.environ.setdefault("ONCEONLY_REDIS_URL", redis_url)
+    env, _ = stack.up(StackOptions(broker_port=free_port(), registry_port=free_port()))
+    try:
+        yield StackInfo(
+            env["ONCEONLY_BOOTSTRAP_SERVERS"], env["ONCEONLY_REGISTRY_URL"], env["ONCEONLY_REDIS_URL"], "tansu", stack
+        )
+    finally:
+        stack.down()
+
+
+def _containers() -> Iterator[StackInfo]:
+    from testcontainers.community.kafka import RedpandaContainer
+    from testcontainers.redis import RedisContainer
+
+    with RedpandaContainer() as rp, RedisContainer() as rd:
+        host, port = rd.get_container_host_ip(), rd.get_exposed_port(6379)
+        yield StackInfo(rp.get_bootstrap_server(), rp.get_schema_registry_address(), f"redis://{host}:{port}/0", "none")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackInfo]:
+    """The session's Kafka, registry and Redis."""
+    if os.environ.get("ONCEONLY_BOOTSTRAP_SERVERS"):
+        yield StackInfo(
+            os.environ["ONCEONLY_BOOTSTRAP_SERVERS"],
+            os.environ.get("ONCEONLY_REGISTRY_URL", "http://127.0.0.1:8081"),
+            os.environ.get("ONCEONLY_REDIS_URL", MACHINE_REDIS),
+            "tansu" if os.environ.get("ONCEONLY_BROKER_QUIRKS") == "tansu" else "none",
+        )
+    elif os.environ.get("ONCEONLY_TEST_CONTAINERS") == "1" or (
+        os.environ.get("ONCEONLY_TEST_CONTAINERS") != "0" and docker_available()
+    ):
+        if not docker_available():
+            pytest.fail("ONCEONLY_TEST_CONTAINERS=1 but no Docker engine answers")
+        yield from _containers()
+    else:
+        yield from _embedded_stack()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A prefix unique to this test for topics and Redis keys."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def settings(stack: StackInfo, namespace: str) -> Settings:
+    """Settings pointing at the session stack, isolated under this test's namespace."""
+    return Settings(
+        bootstrap_servers=stack.bootstrap_servers,
+        registry_url=stack.registry_url,
+        redis_url=stack.redis_url,
+        broker_quirks=stack.broker_quirks,
+        topic_prefix=namespace,
+        profile="dev",
+    )
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    """``settings`` with every catalog topic created under the test's namespace."""
+    from onceonly.topics import apply_topics
+
+    apply_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The machine's PostgreSQL (CI always has it); skipped outside CI when it is absent."""
+    if port_open("127.0.0.1", 5432):
+        return MACHINE_POSTGRES
+    if os.environ.get("CI"):
+        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (CI must start it)")
+    pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str, namespace: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = "oo_" + namespace.strip(".")
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

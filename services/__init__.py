@@ -1,0 +1,1 @@
+"""The platform's long-running services: registry, gateway, distributor, subscriber, operator."""
