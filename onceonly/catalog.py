@@ -32,6 +32,11 @@ class Department(BaseModel):
     authority_for: list[str] = []
 
 
+Compatibility = Literal[
+    "NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"
+]
+
+
 class TopicSpec(BaseModel):
     """One catalog entry; a template when it is per department or per entity type."""
 
@@ -45,6 +50,8 @@ class TopicSpec(BaseModel):
     cleanup_policy: Literal["delete", "compact"] = "delete"
     per_department: bool = False
     per_entity_type: bool = False
+    compatibility: Compatibility = "BACKWARD"
+    value_schema: str | None = None  # a file under schemas/avro/ for platform topics; change topics derive theirs
     doc: str = ""
 
     @model_validator(mode="after")
