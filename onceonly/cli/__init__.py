@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from onceonly.cli import demo_cmd, registry_cmd, stack_cmd, topics_cmd
+from onceonly.cli import demo_cmd, registry_cmd, schemas_cmd, stack_cmd, topics_cmd
 from onceonly.cli.common import console_err
 from onceonly.errors import OnceonlyError
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(registry_cmd.app, name="registry")
+app.add_typer(schemas_cmd.app, name="schemas")
 app.command("demo")(demo_cmd.demo)
 
 
