@@ -8,6 +8,8 @@ workaround is keyed on one setting, ``broker_quirks``, so production never depen
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path(".onceonly")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^@\s]+@")
 
 
 def _stack_env_file() -> Path:
@@ -25,7 +28,8 @@ def _stack_env_file() -> Path:
 class Settings(BaseSettings):
     """Where the platform's parts live and how clients talk to them."""
 
-    model_config = SettingsConfigDict(env_prefix="ONCEONLY_", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo the values it was given (they include passwords).
+    model_config = SettingsConfigDict(env_prefix="ONCEONLY_", extra="ignore", hide_input_in_errors=True)
 
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     registry_url: str = Field("http://127.0.0.1:8081", description="Confluent-compatible schema registry")
@@ -45,6 +49,13 @@ class Settings(BaseSettings):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = Field(None, description="passphrase of an encrypted ssl_keyfile")
+    ssl_check_hostname: bool = Field(True, description="verify the broker's certificate names its host")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """repr() masks passwords inside URLs (redis://:pw@host), as SecretStr masks the password fields."""
+        for name, value in super().__repr_args__():
+            yield name, _URL_PASSWORD.sub(r"\1***@", value) if isinstance(value, str) else value
 
     @property
     def session_timeout_ms(self) -> int:

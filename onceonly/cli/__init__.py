@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from onceonly.cli import demo_cmd, registry_cmd, schemas_cmd, stack_cmd, topics_cmd
+from onceonly.cli import (
+    audit_cmd,
+    demo_cmd,
+    distributor_cmd,
+    interest_cmd,
+    publish_cmd,
+    registry_cmd,
+    render_cmd,
+    schemas_cmd,
+    source_cmd,
+    stack_cmd,
+    subscriber_cmd,
+    topics_cmd,
+)
 from onceonly.cli.common import console_err
 from onceonly.errors import OnceonlyError
 
@@ -20,8 +33,15 @@ app = typer.Typer(
 )
 app.add_typer(stack_cmd.app, name="stack")
 app.add_typer(topics_cmd.app, name="topics")
+app.add_typer(render_cmd.app, name="acls")
 app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(schemas_cmd.app, name="schemas")
+app.add_typer(subscriber_cmd.app, name="subscriber")
+app.add_typer(distributor_cmd.app, name="distributor")
+app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(interest_cmd.app, name="interest")
+app.command("publish")(publish_cmd.publish)
+app.add_typer(source_cmd.app, name="source")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -1,11 +1,47 @@
-"""``onceonly demo``: placeholder wired in the foundation; the demo issue fills it."""
+"""``onceonly demo``: the whole story on the embedded stack, ending with one line a script can read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
 
-def demo() -> None:
-    """Run the whole story on the embedded stack.
+import typer
 
-    Example:  onceonly demo --people 1000
+from onceonly.cli.common import console
+
+
+def demo(
+    people: Annotated[int, typer.Option(min=10, help="residents to seed (one in ten with a 15-digit ID)")] = 10_000,
+    rate: Annotated[
+        float | None, typer.Option(help="changes per second to publish (default: as fast as it goes)")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="PostgreSQL server URL: each department gets a database there (default SQLite)")
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="leave the embedded stack running afterwards")] = False,
+    state_dir: Annotated[Path, typer.Option(help="where the stack and the department stores live")] = Path(".onceonly"),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every holder to converge")] = 600.0,
+) -> None:
+    """Run the whole story: six departments, a wave of changes recorded once, every holder updated and checked.
+
+    Starts the embedded stack if none runs (and stops it after, unless --keep). Exit code 0 only if every holder's
+    store equals the authorities' truth projected through its agreement.
+
+    Example:  onceonly demo --people 2000
     """
-    raise NotImplementedError
+    from rich.live import Live
+
+    from onceonly.demo.run import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        people=people, rate=rate, database_url=database_url, keep=keep, state_dir=state_dir, timeout=timeout
+    )
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        result = run_demo(opts, lambda m: live.console.print(m), live.update)
+    if result.dead_letters:
+        console.print(f"poison record dead-lettered: {result.poison_reason or '(reason header missing)'}")
+    for holder, problems in result.problems.items():
+        console.print(f"[red]{holder} did not converge:[/] " + "; ".join(problems))
+    console.print(result.line(), highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,113 @@
+"""The HTTP webhook sink: one POST per change to the department's own API.
+
+The department's API owns its store, so it owns the watermark too: it gets the event id as ``Idempotency-Key``
+and the authority version in the body, and answers with what it did. The contract:
+
+- 2xx: applied. An API that keeps versions may say ``X-Onceonly-Outcome: skipped_duplicate`` or ``skipped_stale``.
+- 409: skipped as stale (the API holds something newer).
+- 408, 425, 429, 5xx, or no answer: the API is unavailable; retried, and the subscriber pauses.
+- any other 4xx: the API refuses this record; it is dead-lettered with the status and the body's first line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import cast
+
+import httpx
+
+from connectors.sinks.base import OUTCOMES, Outcome, Result, rejected
+from connectors.sinks.change import Change
+from connectors.sinks.config import HttpSinkConfig
+from connectors.sinks.errors import RecordRejected, TransientSinkError
+from connectors.sinks.payload import to_json, webhook_body
+from connectors.sinks.plan import DeletePolicy
+
+log = logging.getLogger(__name__)
+
+OUTCOME_HEADER = "X-Onceonly-Outcome"
+_TRANSIENT_STATUS = frozenset({408, 425, 429})
+
+
+class _Unavailable(Exception):
+    pass
+
+
+class HttpSink:
+    """Posts changes in order; stops at the first one the API cannot take right now."""
+
+    def __init__(self, config: HttpSinkConfig, *, delete_policy: DeletePolicy = "mark") -> None:
+        self.config = config
+        self.delete_policy = delete_policy
+        self._client: httpx.Client | None = None
+
+    def __repr__(self) -> str:
+        return f"HttpSink({self.config.url})"
+
+    def open(self) -> None:
+        self._client = httpx.Client(
+            timeout=self.config.timeout,
+            headers={"Content-Type": "application/json", **self.config.headers},
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def apply(self, changes: Sequence[Change], stop: threading.Event | None = None) -> list[Result]:
+        """POST one change after the other; stop at the first the API cannot take, or when asked to stop."""
+        stop = stop or threading.Event()
+        results: list[Result] = []
+        for change in changes:
+            try:
+                if stop.is_set():
+                    raise _Unavailable("stopping")
+                results.append(self._deliver(change, stop))
+            except _Unavailable as e:
+                raise TransientSinkError(str(e), completed=results) from e
+        return results
+
+    def _deliver(self, change: Change, stop: threading.Event) -> Result:
+        """POST with quick retries; after them the subscriber's own backoff takes over."""
+        if self._client is None:
+            raise RuntimeError("HttpSink.open() was not called")
+        url = self.config.url.replace("{entity_type}", change.entity_type)
+        body = to_json(webhook_body(change, self.delete_policy, self.config.fields.get(change.entity_type)))
+        headers = {"Idempotency-Key": change.event_id}
+        delay = self.config.backoff
+        problem = ""
+        for attempt in range(self.config.retries + 1):
+            if attempt:
+                if stop.wait(delay):
+                    raise _Unavailable(f"stopping; {problem}")
+                delay *= 2
+            try:
+                response = self._client.post(url, content=body.encode("utf-8"), headers=headers)
+            except httpx.TransportError as e:
+                problem = f"POST {url}: {type(e).__name__}: {e}"
+                continue
+            if response.status_code >= 500 or response.status_code in _TRANSIENT_STATUS:
+                problem = f"POST {url}: HTTP {response.status_code}"
+                continue
+            return _result(change, response)
+        raise _Unavailable(problem)
+
+
+def _result(change: Change, response: httpx.Response) -> Result:
+    status = response.status_code
+    if 200 <= status < 300:
+        said = response.headers.get(OUTCOME_HEADER, "applied")
+        if said not in OUTCOMES or said == "dead_lettered":
+            said = "applied"
+        return Result(change, cast(Outcome, said), _first_line(response) if said != "applied" else None)
+    if status == 409:
+        return Result(change, "skipped_stale", f"HTTP 409: {_first_line(response)}")
+    return rejected(change, RecordRejected(f"HTTP {status}: {_first_line(response)}"))
+
+
+def _first_line(response: httpx.Response) -> str:
+    text = response.text.strip()
+    return text.splitlines()[0][:200] if text else response.reason_phrase

@@ -1,0 +1,74 @@
+"""``onceonly subscriber run|check``: apply a department's changes to its own store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onceonly.cli.common import StateDir, cli_settings, console
+from onceonly.errors import OnceonlyError
+from onceonly.settings import DEFAULT_STATE_DIR
+
+app = typer.Typer(
+    help="Apply the changes a department receives to its own store.\n\n"
+    "Example:  onceonly subscriber run onceonly.yaml --department housing_fund",
+    no_args_is_help=True,
+)
+
+ConfigFile = Annotated[Path, typer.Argument(help="onceonly.yaml with a 'subscribers' section")]
+Department = Annotated[
+    str | None, typer.Option("--department", "-d", help="department code (default: every configured one)")
+]
+
+
+@app.command()
+def run(
+    config: ConfigFile,
+    department: Department = None,
+    metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port")] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Run the subscriber until SIGTERM or Ctrl-C (it stops within seconds, committing what it applied).
+
+    Run the same command again (on any machine) to add a worker: workers of a department share its partitions.
+
+    Example:  onceonly subscriber run onceonly.yaml --department housing_fund
+    """
+    from services.subscriber import load_subscribers, run_subscribers
+
+    settings = cli_settings(state_dir)
+    selected = load_subscribers(config).select(department)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port)
+        except OSError as e:
+            raise OnceonlyError(f"cannot serve metrics on port {metrics_port}: {e.strerror}") from e
+    run_subscribers(selected, settings)
+
+
+@app.command()
+def check(config: ConfigFile, department: Department = None) -> None:
+    """Check the configuration and each department's mapping against its store, without consuming anything.
+
+    An SQL store gets its watermark table if it has none (the subscriber would create it anyway).
+
+    Example:  onceonly subscriber check onceonly.yaml
+    """
+    from connectors.sinks import TransientSinkError, build_sink
+    from connectors.sinks.config import describe
+    from services.subscriber import load_subscribers
+
+    for sub in load_subscribers(config).select(department):
+        sink = build_sink(sub.sink, delete_policy=sub.delete_policy)
+        try:
+            sink.open()
+        except TransientSinkError as e:
+            raise OnceonlyError(f"{sub.department}: the store is not reachable: {e}") from e
+        sink.close()
+        console.print(f"{sub.department}: {', '.join(sub.topics)} -> {describe(sub.sink)} [green]ok[/]")

@@ -1,0 +1,335 @@
+"""``onceonly demo``: a city's departments on the embedded stack, a wave of changes recorded once, proof of it.
+
+Everything runs for real: the broker, the registry, the distributor and one subscriber per holder (threads of
+this process), each holder with its own SQLite (or PostgreSQL) database. The run ends when every holder's store
+equals the authorities' truth projected through its agreement, or when the time limit passes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onceonly.catalog import schema_dir
+from onceonly.demo.city import seed_city
+from onceonly.demo.expected import differences, expected_tables
+from onceonly.demo.holders import HOLDERS, create_store, holder_agreement, sqlite_store, subscriber_config
+from onceonly.demo.receipts import ReceiptWatch
+from onceonly.demo.truth import Truth
+from onceonly.demo.workload import Step, seed, wave
+from onceonly.settings import Settings, load_settings
+from onceonly.stack import EmbeddedStack, StackOptions
+from onceonly.stack.process import free_port, port_open
+from onceonly.standard import RegistryClient, Serde, declared_subjects
+
+POISON = b"\x00\x00\x00\xff\xffnot an avro body"
+
+
+@dataclass
+class DemoOptions:
+    people: int = 10_000
+    rate: float | None = None
+    database_url: str | None = None
+    keep: bool = False
+    state_dir: Path = Path(".onceonly")
+    timeout: float = 600.0
+
+
+@dataclass
+class DemoResult:
+    holders: int
+    converged: list[str]
+    changes: int
+    dead_letters: int
+    poison_reason: str
+    p50_ms: int
+    p99_ms: int
+    changes_per_s: float
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.converged) == self.holders
+
+    def line(self) -> str:
+        return (
+            f"converged {len(self.converged)}/{self.holders} holders, {self.changes} changes, "
+            f"dead letters {self.dead_letters}, p50 {self.p50_ms} ms, p99 {self.p99_ms} ms, "
+            f"{self.changes_per_s:.0f} changes/s"
+        )
+
+
+@contextmanager
+def embedded_stack(opts: DemoOptions, say: Callable[[str], None]) -> Iterator[Settings]:
+    """The configured cluster, or the embedded stack (started here and stopped after, unless ``keep``)."""
+    if os.environ.get("ONCEONLY_BOOTSTRAP_SERVERS"):
+        yield load_settings()
+        return
+    stack = EmbeddedStack(opts.state_dir)
+    ports = StackOptions()
+    if port_open("127.0.0.1", ports.broker_port) or port_open("127.0.0.1", ports.registry_port):
+        ports = StackOptions(broker_port=free_port(), registry_port=free_port())
+    env, started = stack.up(ports, say)
+    say("embedded stack " + ("started" if started else "already running") + f": {env['ONCEONLY_BOOTSTRAP_SERVERS']}")
+    try:
+        yield Settings(
+            bootstrap_servers=env["ONCEONLY_BOOTSTRAP_SERVERS"],
+            registry_url=env["ONCEONLY_REGISTRY_URL"],
+            redis_url=env.get("ONCEONLY_REDIS_URL"),
+            broker_quirks="tansu",
+            profile="dev",
+        )
+    finally:
+        if started and not opts.keep:
+            stack.down()
+            say("embedded stack stopped")
+
+
+class Demo:
+    """One run: topics, schemas, stores, services, workload, verification."""
+
+    def __init__(self, opts: DemoOptions, base: Settings, say: Callable[[str], None]) -> None:
+        from services.distributor import load_agreements
+
+        self.opts = opts
+        self.say = say
+        self.run_id = uuid.uuid4().hex[:8]
+        self.settings = base.model_copy(update={"topic_prefix": f"{base.topic_prefix}demo{self.run_id}."})
+        self.agreements = load_agreements(schema_dir() / "agreements.yaml")
+        self.serde = Serde(RegistryClient(self.settings.registry_url))
+        self.folder = opts.state_dir / "demo" / self.run_id
+        self.truth = Truth()
+        self.log: list[dict[str, Any]] = []
+        self.interest: set[str] = set()
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.stores: dict[str, str] = {}
+        self.configs: dict[str, Any] = {}
+        self.workers: list[Any] = []
+
+    def prepare(self) -> None:
+        from onceonly.topics import apply_topics
+
+        apply_topics(self.settings)
+        client = RegistryClient(self.settings.registry_url)
+        for declared in declared_subjects(self.settings):
+            client.register(declared.subject, declared.schema)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for holder in HOLDERS:
+            agreement = holder_agreement(self.agreements, holder)
+            url = self._store_url(holder)
+            config = subscriber_config(agreement, url)
+            create_store(url, config.sink)  # type: ignore[arg-type]  # the demo's sinks are SQL (holders.py)
+            self.stores[holder], self.configs[holder] = url, config
+        self.say(f"topics, schemas and {len(HOLDERS)} department stores ready under {self.folder}")
+
+    def _store_url(self, holder: str) -> str:
+        if not self.opts.database_url:
+            return sqlite_store(self.folder.resolve(), holder)
+        import sqlalchemy as sa
+
+        name = f"demo_{self.run_id}_{holder}"
+        admin = sa.create_engine(self.opts.database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        admin.dispose()
+        return self.opts.database_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def start_services(self) -> None:
+        from services.distributor import make_distributor
+        from services.subscriber import make_subscriber
+
+        workers: list[Any] = [make_distributor(self.agreements, self.settings)]
+        workers += [make_subscriber(self.configs[h], self.settings) for h in HOLDERS]
+        self.workers = workers
+        for worker in workers:
+            t = threading.Thread(target=worker.run, args=(self.stop,), daemon=True, name=type(worker).__name__)
+            t.start()
+            self.threads.append(t)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every service owns its partitions, so propagation times measure propagation, not group joins."""
+        deadline = time.monotonic() + timeout
+        distributor, *subscribers = self.workers
+        while time.monotonic() < deadline:
+            if distributor.assigned.is_set() and all(s.assigned for s in subscribers):
+                return
+            time.sleep(0.2)
+        self.say("[yellow]services still joining their groups; going on[/]")
+
+    def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop_services(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(15)
+
+    def publish(self, steps: Iterator[Step], publisher: Any) -> int:
+        """Send the steps in batches (at ``rate`` per second when set); returns how many were sent."""
+        sent = 0
+        batch: list[dict[str, Any]] = []
+        started = time.monotonic()
+        for step in steps:
+            batch.append(step.change)
+            if len(batch) >= 500:
+                sent += self._flush(batch, publisher, started, sent)
+        if batch:
+            sent += self._flush(batch, publisher, started, sent)
+        return sent
+
+    def _flush(self, batch: list[dict[str, Any]], publisher: Any, started: float, sent: int) -> int:
+        now = int(time.time() * 1000)
+        for change in batch:
+            change["recorded_at"] = change["ts_ms"] = now
+        publisher.publish_many(batch)
+        self.log.extend(batch)
+        n = len(batch)
+        batch.clear()
+        if self.opts.rate:
+            ahead = (sent + n) / self.opts.rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        return n
+
+    def register_interest(self, share: int = 3) -> None:
+        """The provident fund follows only its depositors: every ``share``-th person."""
+        from services.distributor import InterestClient
+
+        people = sorted(self.truth.live("person"))
+        with InterestClient(self.settings) as client:
+            for key in people[::share]:
+                client.register("housing_fund", "person", key, reason="depositor")
+                self.interest.add(key)
+
+    def inject_poison(self) -> None:
+        from confluent_kafka import Producer
+
+        from onceonly.kafka import confluent_producer_config
+
+        producer = Producer(confluent_producer_config(self.settings))
+        producer.produce(self.settings.topic("change.person"), key=b"poison", value=POISON)
+        producer.flush(15)
+
+    def check(self) -> dict[str, list[str]]:
+        """Per holder, what still differs from its entitlement (empty list: converged)."""
+        out: dict[str, list[str]] = {}
+        for holder in HOLDERS:
+            agreement = holder_agreement(self.agreements, holder)
+            expected = expected_tables(agreement, self.configs[holder].sink, self.log, self.interest)
+            out[holder] = differences(expected, self.stores[holder])
+        return out
+
+    def dead_letters(self) -> tuple[int, str]:
+        """Records on every dead-letter topic, and the reason given for the poison record."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        from onceonly.kafka import confluent_config
+
+        topics = [self.settings.topic("dlq.distributor")] + [self.settings.topic(f"dlq.{h}") for h in HOLDERS]
+        consumer = Consumer(confluent_config(self.settings, **{"group.id": "demo-dlq", "enable.auto.commit": False}))
+        count, reason = 0, ""
+        try:
+            metadata = consumer.list_topics(timeout=10).topics
+            consumer.assign([TopicPartition(t, p, 0) for t in topics if t in metadata for p in metadata[t].partitions])
+            idle = time.monotonic() + 3
+            while time.monotonic() < idle:
+                for m in consumer.consume(100, timeout=0.5):
+                    if m.error() is None:
+                        count += 1
+                        idle = time.monotonic() + 1
+                        headers = dict(m.headers() or [])
+                        if m.value() == POISON:
+                            raw = headers.get("__connect.errors.exception.message") or b""
+                            reason = raw.decode() if isinstance(raw, bytes) else str(raw)
+        finally:
+            consumer.close()
+        return count, reason
+
+
+def progress_table(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"onceonly demo {demo.run_id}: {len(demo.log)} changes recorded once", expand=False)
+    for column in ("holder", "applied", "skipped", "dead letters", "state"):
+        table.add_column(column, justify="right" if column not in ("holder", "state") else "left")
+    for holder in HOLDERS:
+        o = watch.outcomes[holder]
+        skipped = o.get("skipped_duplicate", 0) + o.get("skipped_stale", 0)
+        state = problems.get(holder)
+        shown = "…" if state is None else ("[green]converged[/]" if not state else f"{len(state)}+ differences")
+        table.add_row(holder, str(o.get("applied", 0)), str(skipped), str(o.get("dead_lettered", 0)), shown)
+    return table
+
+
+def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any], None]) -> DemoResult:
+    """The whole story; ``live`` receives a renderable to show progress."""
+    with embedded_stack(opts, say) as base:
+        demo = Demo(opts, base, say)
+        demo.prepare()
+        demo.start_services()
+        demo.wait_ready()
+        watch = ReceiptWatch(demo.settings, demo.serde)
+        watch.start()
+        from onceonly.publisher import Publisher
+
+        problems: dict[str, list[str]] = {}
+        ticker = threading.Thread(target=_tick, args=(demo, watch, problems, live), daemon=True, name="progress")
+        ticker.start()
+        try:
+            city = seed_city(opts.people)
+            started = time.monotonic()
+            with Publisher(demo.settings) as publisher:
+                demo.publish(seed(city, demo.truth), publisher)
+                say(f"seeded {opts.people} people at public security")
+                demo.register_interest()
+                fills = len(demo.interest)
+                filled = demo.wait_for(lambda: sum(watch.outcomes["housing_fund"].values()) >= fills, 120)
+                say(f"housing fund registered interest in {fills} depositors" + (", filled" if filled else ""))
+                demo.publish(wave(city, demo.truth), publisher)
+                demo.inject_poison()
+            say(f"published {len(demo.log)} changes; waiting for every holder to converge")
+            deadline = time.monotonic() + opts.timeout
+            while time.monotonic() < deadline:
+                problems.update(demo.check())
+                if not any(problems.values()):
+                    break
+                if dead := [t.name for t in demo.threads if not t.is_alive()]:
+                    say(f"[red]a service stopped unexpectedly: {', '.join(dead)}[/]; see the log above")
+                    break
+                time.sleep(2)
+            elapsed = time.monotonic() - started
+        finally:
+            demo.stop_services()
+            watch.stop()
+        live(progress_table(demo, watch, problems))
+        count, reason = demo.dead_letters()
+        return DemoResult(
+            holders=len(HOLDERS),
+            converged=[h for h in HOLDERS if not problems.get(h)],
+            changes=len(demo.log),
+            dead_letters=count,
+            poison_reason=reason,
+            p50_ms=watch.percentile(0.5),
+            p99_ms=watch.percentile(0.99),
+            changes_per_s=len(demo.log) / elapsed if elapsed else 0.0,
+            problems={h: p for h, p in problems.items() if p},
+        )
+
+
+def _tick(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str]], live: Callable[[Any], None]) -> None:
+    while not demo.stop.is_set():
+        live(progress_table(demo, watch, problems))
+        time.sleep(0.5)

@@ -1,0 +1,92 @@
+"""One idempotent confluent-kafka producer, polled by a background thread, answering each send with a future.
+
+A future per message lets the sync API wait for one acknowledgement, batches wait for many at once (where
+throughput comes from), and the async API await the same futures without a second producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from onceonly.publisher.errors import PublishFailed
+
+log = logging.getLogger(__name__)
+
+# Codes that mean "the broker did not take it this time"; anything else (too large, not authorized) is final.
+_FINAL = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Where the broker put a record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Delivery:
+    """Sends records and resolves their futures from delivery reports; ``last_error`` says why the broker is silent."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer({**config, "error_cb": self._on_error})
+        self._closing = threading.Event()
+        self.last_error: str | None = None
+        self._poller = threading.Thread(target=self._poll, name="onceonly-delivery", daemon=True)
+        self._poller.start()
+
+    def _on_error(self, error: KafkaError) -> None:
+        self.last_error = f"{error.name()}: {error.str()}"
+        level = logging.ERROR if error.fatal() else logging.WARNING
+        log.log(level, "producer: %s", self.last_error)
+
+    def _poll(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(0.05)
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, str | bytes | None]] | None = None
+    ) -> Future[Ack]:
+        """Queue one record; the future resolves with its ``Ack`` or fails with ``PublishFailed``."""
+        future: Future[Ack] = Future()
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            if future.done():  # the caller gave up waiting (cancelled): nobody to tell
+                return
+            if error is None:
+                future.set_result(Ack(str(message.topic()), message.partition() or 0, message.offset() or 0))
+            else:
+                retriable = error.code() not in _FINAL and not error.fatal()
+                future.set_exception(PublishFailed(f"{error.name()}: {error.str()}", retriable=retriable))
+
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=report)
+                return future
+            except BufferError:  # the local queue is full: the poller is draining it
+                time.sleep(0.002)
+            except KafkaException as e:  # a fatal producer state: nothing more can be sent with it
+                future.set_exception(PublishFailed(f"the producer refused the record: {e}", retriable=False))
+                return future
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Wait for queued records (at most ``timeout``), stop polling; returns how many were left undelivered."""
+        if self._closing.is_set():
+            return 0
+        left = int(self._producer.flush(timeout))
+        self._closing.set()
+        self._poller.join(timeout=2.0)
+        self._producer.close()  # stops librdkafka's threads now, not whenever the object is collected
+        return left

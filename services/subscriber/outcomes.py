@@ -1,0 +1,121 @@
+"""One consumed record on its way through a batch, and what its outcome becomes on the wire: a receipt for every
+record, a dead letter (with the original bytes and Kafka Connect's error headers) for one that cannot be applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from connectors.sinks import Change, Outcome, RecordRejected, Result
+from onceonly import metrics
+from services.subscriber.codec import Codec, registry_unavailable
+from services.subscriber.deadletter import dead_letter_headers
+from services.subscriber.outbox import Outbox
+from services.subscriber.receipts import receipt, receipt_schema
+
+
+class PublishUnavailable(Exception):
+    """A receipt could not be encoded because the registry is down: retry before committing anything."""
+
+
+@dataclass
+class Item:
+    """One consumed record: where it came from, and what decoding and the sink made of it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    message: Message
+    change: Change | None = None
+    event_id: str | None = None
+    schema_id: int | None = None
+    decode_error: BaseException | None = None
+    result: Result | None = None
+    applied_at: int = 0
+
+    @classmethod
+    def of(cls, message: Message) -> Item:
+        return cls(
+            topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            key=message.key(),
+            value=message.value(),
+            message=message,
+        )
+
+    @property
+    def decided(self) -> bool:
+        return self.decode_error is not None or self.result is not None
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+
+class Reporter:
+    """Queues a holder's receipts and dead letters, and counts outcomes once they are committed."""
+
+    def __init__(self, holder: str, codec: Codec, dlq_topic: str, receipts_topic: str) -> None:
+        self.holder = holder
+        self.codec = codec
+        self.dlq_topic = dlq_topic
+        self.receipts_topic = receipts_topic
+
+    def queue(self, outbox: Outbox, it: Item) -> Outcome:
+        """Queue the dead letter (if any) and the receipt of one decided record; returns its outcome."""
+        outcome: Outcome
+        reason: str | None
+        if it.decode_error is not None:
+            error: BaseException | None = it.decode_error
+            outcome, reason = "dead_lettered", f"{type(it.decode_error).__name__}: {it.decode_error}"
+        else:
+            assert it.result is not None
+            error, outcome, reason = it.result.error, it.result.outcome, it.result.reason
+        if outcome == "dead_lettered":
+            headers = dead_letter_headers(
+                topic=it.topic,
+                partition=it.partition,
+                offset=it.offset,
+                error=error or RecordRejected(reason or "rejected"),
+                holder=self.holder,
+                event_id=it.event_id,
+                schema_id=it.schema_id,
+                stage="VALUE_CONVERTER" if it.decode_error is not None else "TASK_PUT",
+                original=_headers(it.message),
+            )
+            outbox.add(self.dlq_topic, it.key, it.value, headers)
+        record = receipt(self.holder, outcome, it.change, reason=reason, key=it.key, event_id=it.event_id)
+        it.applied_at = record["applied_at"]
+        try:
+            value = self.codec.encode(receipt_schema(), f"{self.receipts_topic}-value", record)
+        except Exception as e:
+            if registry_unavailable(e):
+                raise PublishUnavailable(f"cannot encode a receipt now: {e}") from e
+            raise
+        outbox.add(self.receipts_topic, record["event_id"].encode(), value)
+        return outcome
+
+    def count(self, done: list[Item], outcomes: list[Outcome], stats: Counter[str]) -> None:
+        """Stats and metrics for a committed batch (labels looked up once per batch, not per change)."""
+        counts = Counter(outcomes)
+        stats.update(counts)
+        for outcome, n in counts.items():
+            metrics.APPLIED.labels(holder=self.holder, outcome=outcome).inc(n)
+        if counts["dead_lettered"]:
+            metrics.DEAD_LETTERS.labels(service="subscriber", holder=self.holder).inc(counts["dead_lettered"])
+        propagation = metrics.PROPAGATION.labels(holder=self.holder)
+        for it, outcome in zip(done, outcomes, strict=True):
+            if outcome == "applied" and it.change is not None and it.change.recorded_at:
+                propagation.observe(max((it.applied_at - it.change.recorded_at) / 1000, 0.0))
+
+
+def _headers(message: Message) -> list[tuple[str, bytes | None]]:
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]

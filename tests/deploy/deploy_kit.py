@@ -1,0 +1,177 @@
+"""Reading deploy/ the way compose and kubectl would, and checking commands against the real CLI.
+
+Nothing here runs a container: the files are checked statically (DESIGN.md: they cannot run here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import typer
+import typer.main
+import yaml
+
+from onceonly.cli import app
+from onceonly.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+COMPOSE_DIR = DEPLOY / "compose"
+K8S_DIR = DEPLOY / "kubernetes"
+
+# Every image the deployment may reference, with the tags that were chosen on purpose (no floating `latest`).
+SUPPORTED_IMAGES: dict[str, set[str]] = {
+    "apache/kafka": {"3.9.0"},
+    "confluentinc/cp-schema-registry": {"7.9.0"},
+    "redis": {"7.4-alpine"},
+    "postgres": {"17-alpine"},
+    "python": {"3.11-slim"},
+    "onceonly": {"local", "0.1.0"},  # the platform image (deploy/Dockerfile)
+}
+
+# Commands being written alongside this work; their options are checked once they exist.
+NAMED_COMMANDS = {("gateway", "serve"), ("operator", "serve"), ("distributor", "run"), ("subscriber", "run")}
+# Python modules run as services (python -m ...).
+SERVICE_MODULES = {"services.tracker"}
+# Environment names the platform reads besides Settings fields.
+OTHER_ONCEONLY_ENV = {"ONCEONLY_SCHEMA_DIR", "ONCEONLY_IMAGE"}
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """``name:tag`` with compose's ``${VAR:-default}`` resolved to its default."""
+    image = re.sub(r"\$\{[A-Z_]+:-([^}]+)\}", r"\1", image)
+    name, _, tag = image.rpartition(":")
+    return name, tag
+
+
+def settings_env_names() -> set[str]:
+    return {f"ONCEONLY_{name.upper()}" for name in Settings.model_fields}
+
+
+@cache
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services = compose()["services"]
+    assert isinstance(services, dict)
+    return services
+
+
+def service_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def as_args(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def invocations(entrypoint: list[str], command: list[str]) -> list[list[str]]:
+    """The program invocations a container runs: ``onceonly`` with args, ``sh -c`` scripts split at ``&&``."""
+    argv = (entrypoint or ["onceonly"]) + command
+    if argv[:2] == ["sh", "-c"]:
+        script = " ".join(argv[2:])
+        return [shlex.split(part) for part in re.split(r"&&|;", script) if part.strip()]
+    return [argv]
+
+
+@cache
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    """(file name, document) for every manifest (not the kustomization); parsed once, do not modify."""
+    out = []
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        if path.name in ("kustomization.yaml", "onceonly.yaml"):
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                out.append((path.name, doc))
+    return out
+
+
+def k8s_kind(kind: str) -> list[dict[str, Any]]:
+    return [d for _, d in k8s_documents() if d["kind"] == kind]
+
+
+def configmap(name: str) -> dict[str, str]:
+    for cm in k8s_kind("ConfigMap"):
+        if cm["metadata"]["name"] == name:
+            data = cm["data"]
+            assert isinstance(data, dict)
+            return data
+    raise AssertionError(f"no ConfigMap {name}")
+
+
+def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    result = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(result, list)
+    return result
+
+
+def literal_secrets(text: str) -> list[str]:
+    """Password values written into a file instead of referenced (``${VAR}``, ``${env:VAR}``)."""
+    values = [
+        *re.findall(r'(?:password|user_\w+)="([^"]*)"', text),  # JAAS
+        *re.findall(r"^\s*[A-Z_]*PASSWORD[A-Z_]*:\s*(\S+)", text, re.M),  # environment entries
+        *re.findall(r"://[^/\s:@]*:([^@\s/]+)@", text),  # URLs with credentials
+    ]
+    return [v for v in values if not v.startswith("${")]
+
+
+# --- the CLI --------------------------------------------------------------------------------------------------------
+
+
+def _is_group(cmd: Any) -> bool:
+    return hasattr(cmd, "get_command")  # typer vendors click: duck-type rather than isinstance(click.Group)
+
+
+def _resolve(args: list[str]) -> tuple[Any, list[str], list[str]]:
+    """Walk the real command tree: (command or None, the path found, the remaining args)."""
+    cmd: Any = typer.main.get_command(app)
+    path: list[str] = []
+    rest = list(args)
+    while _is_group(cmd) and rest:
+        sub = cmd.get_command(typer.Context(cmd), rest[0])
+        if sub is None:
+            return None, path, rest
+        cmd, path, rest = sub, [*path, rest[0]], rest[1:]
+    return cmd, path, rest
+
+
+def command_problem(argv: list[str]) -> str | None:
+    """None when ``argv`` is a command the platform image can run with these arguments, else why not."""
+    if argv[:2] == ["python", "-m"]:
+        module = argv[2] if len(argv) > 2 else ""
+        spec = importlib.util.find_spec(f"{module}.__main__") if module in SERVICE_MODULES else None
+        return None if spec else f"{module!r} is not a service module"
+    if argv[:1] != ["onceonly"]:
+        return f"not an onceonly command: {argv}"
+    cmd, path, rest = _resolve(argv[1:])
+    if cmd is None or _is_group(cmd):
+        if tuple(argv[1:3]) in NAMED_COMMANDS:
+            return None  # named in the design, not written yet
+        return f"no such command: onceonly {' '.join(argv[1:3])}"
+    try:
+        cmd.make_context(" ".join(["onceonly", *path]), rest)  # parses and validates, runs nothing
+    except typer.TyperException as e:
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        return f"onceonly {' '.join(path)}: {message}"
+    return None
+
+
+def option_value(argv: list[str], option: str) -> str | None:
+    if option in argv:
+        return argv[argv.index(option) + 1]
+    return None

@@ -1,0 +1,123 @@
+"""Helpers for source tests: an application's outbox on SQLite or PostgreSQL, configs, a CLI subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from publisher.change_kit import person_id
+
+from connectors.sources import OutboxSourceConfig, RunReport, create_outbox, run_source
+from onceonly.settings import Settings
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def payload(change: dict[str, Any]) -> str:
+    """What the application writes to the outbox: the change without what the row says (type, key, version)."""
+    drop = ("entity_type", "entity_key", "authority_version")
+    return json.dumps({k: v for k, v in change.items() if k not in drop}, ensure_ascii=False)
+
+
+def insert_outbox(url: str, rows: list[tuple[str, str, str]]) -> None:
+    """Insert (aggregate_type, aggregate_id, payload) rows in one transaction, as the application would."""
+    engine = sa.create_engine(url)
+    table = create_outbox(engine)
+    if rows:
+        with engine.begin() as conn:
+            values = [{"aggregate_type": t, "aggregate_id": i, "payload": p} for t, i, p in rows]
+            conn.execute(sa.insert(table), values)
+    engine.dispose()
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+    engine.dispose()
+
+
+def outbox_config(url: str, **overrides: Any) -> OutboxSourceConfig:
+    values: dict[str, Any] = {
+        "kind": "outbox",
+        "name": "hukou",
+        "department": "public_security",
+        "url": url,
+        "batch_size": 50,
+        "poll_interval": 0.2,
+        "delivery_timeout": 10.0,
+        **overrides,
+    }
+    return OutboxSourceConfig.model_validate(values)
+
+
+@contextmanager
+def running(config: Any, settings: Settings) -> Iterator[tuple[threading.Event, dict[str, RunReport]]]:
+    """The source in a thread until the block ends (then stopped and joined)."""
+    stop = threading.Event()
+    reports: dict[str, RunReport] = {}
+    thread = threading.Thread(target=lambda: reports.update(x=run_source(config, settings, stop)), daemon=True)
+    thread.start()
+    try:
+        yield stop, reports
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "the source did not stop within 30 s"
+
+
+def cli_env(settings: Settings, state_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ONCEONLY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "ONCEONLY_REGISTRY_URL": settings.registry_url,
+        "ONCEONLY_TOPIC_PREFIX": settings.topic_prefix,
+        "ONCEONLY_STATE_DIR": str(state_dir),
+        "ONCEONLY_PROFILE": "dev",
+    }
+
+
+def source_process(config: Path, settings: Settings, state_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """``onceonly source run CONFIG`` as its own process (so it can be killed for real)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "onceonly", "source", "run", str(config), *extra],
+        env=cli_env(settings, state_dir),
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+LEGACY = "CREATE TABLE rk_jbxx (sfzhm VARCHAR(18) PRIMARY KEY, xm VARCHAR(40), xb INTEGER, csrq DATE, dz VARCHAR(200))"
+COLUMNS = {"sfzhm": "id_number", "xm": "name", "xb": "sex", "csrq": "birth_date", "dz": "address"}
+
+
+def legacy_rows(url: str, n: int, start: int = 0) -> None:
+    """The household registry's own table: its own column names, sex as an integer column."""
+    rows = []
+    for k in range(start, start + n):
+        key = person_id(k)
+        rows.append({"k": key, "n": f"张{k}", "b": date(int(key[6:10]), int(key[10:12]), int(key[12:14]))})
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO rk_jbxx VALUES (:k, :n, 1, :b, '朝阳区1号')"), rows)
+    engine.dispose()

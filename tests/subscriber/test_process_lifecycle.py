@@ -1,0 +1,174 @@
+"""The subscriber as its own process: killed mid-batch it loses nothing and applies nothing twice; SIGTERM is quick."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from subscriber_kit import (
+    Broker,
+    TcpProxy,
+    person_change,
+    query,
+    spawn_subscriber,
+    table,
+    wait_until,
+    write_config,
+)
+
+from services.subscriber.supervisor import EXIT_CUT
+
+PEOPLE, VERSIONS = 200, 10
+
+
+def kill_between_apply_and_commit(
+    proc: subprocess.Popen[bytes], applied: Callable[[], int], broker: Broker
+) -> tuple[int, int]:
+    """Freeze the worker (SIGSTOP) right after a transaction shows up in the database; if its offsets are not
+    committed yet, that is the moment to SIGKILL it. Returns (applied, committed) at the kill."""
+    seen = applied()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = applied()
+        if now == seen:
+            time.sleep(0.001)
+            continue
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)  # let a commit request already on the wire land before looking
+        committed = broker.committed()
+        now = applied()
+        if committed < now:
+            proc.kill()
+            return now, committed
+        seen = now
+        proc.send_signal(signal.SIGCONT)
+    raise AssertionError("never caught the worker between a database commit and its offset commit")
+
+
+def stop_with_sigterm(proc: subprocess.Popen[bytes]) -> float:
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    return time.monotonic() - started
+
+
+def test_sigkill_mid_batch_then_sigterm_mid_stream_then_restart_applies_every_change_exactly_once(
+    sqlite_store: str, broker: Broker, tmp_path: Path
+) -> None:
+    total = PEOPLE * VERSIONS
+    broker.publish(
+        [person_change(f"P{p:03d}", v, "c" if v == 1 else "u") for v in range(1, VERSIONS + 1) for p in range(PEOPLE)]
+    )
+    config = write_config(tmp_path / "onceonly.yaml", sqlite_store, batch_size=250)
+    log = tmp_path / "subscriber.log"
+
+    def applied() -> int:
+        return int(query(sqlite_store, "SELECT count(*) FROM apply_log")[0][0])
+
+    first = spawn_subscriber(config, broker.settings, log)
+    try:
+        wait_until(lambda: applied() > 0, 60, "the first batch")
+        at_kill, committed_at_kill = kill_between_apply_and_commit(first, applied, broker)
+    finally:
+        first.kill()
+        first.wait(10)
+    assert committed_at_kill < at_kill < total, "the kill must land after a transaction and before its commit"
+
+    # SIGTERM while the backlog is being worked off: what it applied, it commits, and it is gone within 10 s.
+    second = spawn_subscriber(config, broker.settings, log)
+    try:
+        wait_until(lambda: applied() > at_kill, 60, "the second worker to apply")
+    finally:
+        took = stop_with_sigterm(second)
+    assert second.returncode == 0, log.read_text()[-2000:]
+    assert took < 10, f"SIGTERM took {took:.1f}s"
+    assert broker.committed() == applied(), "a change was applied and not committed (or committed and not applied)"
+
+    third = spawn_subscriber(config, broker.settings, log)
+    try:
+        wait_until(lambda: applied() >= total, 60, "every change applied after the restarts")
+        wait_until(lambda: broker.committed() == total, 30, "every offset committed")
+    finally:
+        stop_with_sigterm(third)
+    assert third.returncode == 0, log.read_text()[-2000:]
+
+    assert table(sqlite_store) == [
+        (f"P{p:03d}", f"name v{VERSIONS}", f"address v{VERSIONS}", None, "normal", VERSIONS, False, None)
+        for p in range(PEOPLE)
+    ]
+    log_rows = query(sqlite_store, "SELECT sjid, count(*) FROM apply_log GROUP BY sjid HAVING count(*) > 1")
+    assert log_rows == [], "a change was applied twice"
+    assert applied() == total
+    # What was applied but not committed is read again and skipped (as a duplicate, or as stale when a newer
+    # version of that person was in the same lost batch), never applied again.
+    redelivered = at_kill - committed_at_kill
+    outcomes = Counter(r["outcome"] for r in broker.receipts(total, settle=1.0))
+    assert outcomes["skipped_duplicate"] + outcomes["skipped_stale"] == redelivered
+    assert outcomes["applied"] in (total, total - redelivered), "the lost batch's receipts may or may not be out"
+
+
+def test_sigterm_while_the_sink_is_down_exits_fast_and_commits_nothing_unapplied(
+    sqlite_store: str, broker: Broker, tmp_path: Path
+) -> None:
+    # Nothing listens on this port: every delivery attempt fails, so the worker sits in its pause-and-retry loop.
+    from onceonly.stack.process import free_port
+
+    config = write_config(
+        tmp_path / "onceonly.yaml",
+        sqlite_store,
+        sink={"kind": "http", "url": f"http://127.0.0.1:{free_port()}/changes", "retries": 0, "timeout": 1.0},
+    )
+    broker.publish([person_change(f"P{p}", 1, "c") for p in range(20)])
+    log = tmp_path / "subscriber.log"
+    proc = spawn_subscriber(config, broker.settings, log)
+    try:
+        wait_until(lambda: "pausing" in log.read_text(), 30, "the worker to pause on the dead sink")
+    finally:
+        took = stop_with_sigterm(proc)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    assert took < 10, f"SIGTERM took {took:.1f}s"
+    assert broker.committed() == 0, "an offset was committed past an unapplied change"
+
+
+def test_a_worker_stuck_in_a_hung_database_is_cut_after_the_grace_period_and_loses_nothing(
+    postgresql_store: str, broker: Broker, tmp_path: Path
+) -> None:
+    """No client timeout covers a database that stops answering mid-statement; the supervisor's cut does."""
+    real = make_url(postgresql_store)
+    proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432))
+    via_proxy = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    config = write_config(tmp_path / "onceonly.yaml", via_proxy, shutdown_grace=2.0)
+    log = tmp_path / "subscriber.log"
+
+    def applied() -> int:
+        return int(query(postgresql_store, "SELECT count(*) FROM apply_log")[0][0])
+
+    broker.publish([person_change(f"P{p:03d}", 1, "c") for p in range(100)])
+    first = spawn_subscriber(config, broker.settings, log)
+    try:
+        wait_until(lambda: applied() == 100, 60, "the first changes")
+        proxy.frozen.set()
+        broker.publish([person_change(f"P{p:03d}", 2) for p in range(100)])
+        time.sleep(2)  # the worker is now waiting on the frozen connection
+        took = stop_with_sigterm(first)
+    finally:
+        first.kill()
+        proxy.frozen.clear()
+    assert first.returncode == EXIT_CUT, log.read_text()[-2000:]
+    assert took < 10 and "did not stop within 2s" in log.read_text()
+
+    second = spawn_subscriber(config, broker.settings, log)
+    try:
+        wait_until(lambda: broker.committed() == 200, 60, "everything after the restart")
+    finally:
+        stop_with_sigterm(second)
+        proxy.down()
+    assert table(postgresql_store) == [
+        (f"P{p:03d}", "name v2", "address v2", None, "normal", 2, False, None) for p in range(100)
+    ]
+    assert query(postgresql_store, "SELECT count(*), count(DISTINCT sjid) FROM apply_log") == [(200, 200)]
