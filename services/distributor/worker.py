@@ -33,12 +33,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from onceonly import metrics
+from onceonly.deadletter import dead_letter_headers
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, RegistryUnavailable, Serde, SerdeError, frame
 from services.distributor.agreements import Agreements, utc_now
-from services.distributor.deadletter import dead_letter_headers
 from services.distributor.ledger import Chain
 from services.distributor.policy import Decision, decide_change, decide_fill, governing
 from services.distributor.projection import Route, encode_envelope
@@ -405,6 +405,7 @@ class Distributor:
         metrics.DEAD_LETTERS.labels(service="distributor", holder=holder).inc()
         event_id = it.record.get("event_id") if it.record else None
         headers = dead_letter_headers(
+            connector="distributor",
             topic=it.topic,
             partition=it.partition,
             offset=it.offset,

@@ -11,8 +11,8 @@ from confluent_kafka import Message
 
 from connectors.sinks import Change, Outcome, RecordRejected, Result
 from onceonly import metrics
+from onceonly.deadletter import dead_letter_headers
 from services.subscriber.codec import Codec, registry_unavailable
-from services.subscriber.deadletter import dead_letter_headers
 from services.subscriber.outbox import Outbox
 from services.subscriber.receipts import receipt, receipt_schema
 
@@ -79,6 +79,7 @@ class Reporter:
             error, outcome, reason = it.result.error, it.result.outcome, it.result.reason
         if outcome == "dead_lettered":
             headers = dead_letter_headers(
+                connector=f"subscriber.{self.holder}",
                 topic=it.topic,
                 partition=it.partition,
                 offset=it.offset,

@@ -39,12 +39,12 @@ from connectors.sinks import (
     build_sink,
 )
 from onceonly import metrics
+from onceonly.deadletter import framed_schema_id
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config, confluent_producer_config
 from onceonly.settings import Settings
 from services.subscriber.codec import Codec, registry_unavailable
 from services.subscriber.config import SubscriberConfig
-from services.subscriber.deadletter import framed_schema_id
 from services.subscriber.outbox import Outbox
 from services.subscriber.outcomes import Item, PublishUnavailable, Reporter
 from services.subscriber.polling import KAFKA_LOG, commit, next_batch, wait_paused

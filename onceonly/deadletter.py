@@ -1,7 +1,7 @@
-"""The distributor's dead letters: the original bytes and key, with Kafka Connect's error headers.
+"""Dead letters as Kafka Connect writes them: the original key, value and headers, plus where and why it failed.
 
-Same header names as the subscriber's (``docs/architecture.md``), so Connect tooling and the operator read both;
-kept here so the two services can evolve their stages and connector names on their own.
+The distributor and every subscriber write these same headers (``docs/architecture.md``), so Connect tooling
+and the operator read every dead-letter topic the same way.
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-Header = tuple[str, bytes]
-Stage = Literal["VALUE_CONVERTER", "TRANSFORMATION"]
+from onceonly.standard import SerdeError, unframe
 
-CONNECTOR = "distributor"
-_PREFIXES = ("__connect.errors.", "onceonly.event_id", "onceonly.schema_id", "onceonly.holder")
+Header = tuple[str, bytes]
+Stage = Literal["VALUE_CONVERTER", "TRANSFORMATION", "TASK_PUT"]
+"""Connect's stage names: the bytes did not decode; the record could not be routed/projected; the sink refused."""
+
+_OURS = ("__connect.errors.", "onceonly.event_id", "onceonly.schema_id", "onceonly.holder")
 
 
 def exception_class_name(error: BaseException) -> str:
@@ -23,6 +25,7 @@ def exception_class_name(error: BaseException) -> str:
 
 def dead_letter_headers(
     *,
+    connector: str,
     topic: str,
     partition: int,
     offset: int,
@@ -33,12 +36,11 @@ def dead_letter_headers(
     schema_id: int | None = None,
     original: Sequence[tuple[str, bytes | None]] = (),
 ) -> list[Header]:
-    """Where the record was read and why it could not be distributed (VALUE_CONVERTER: it did not decode;
-    TRANSFORMATION: it decoded but could not be routed or projected for ``holder``)."""
-    kept = [(k, v or b"") for k, v in original if not k.startswith(_PREFIXES)]
+    """The original record's headers (minus error headers from an earlier round) plus where and why it failed."""
+    kept = [(k, v or b"") for k, v in original if not k.startswith(_OURS)]
     return [
         *kept,
-        ("__connect.errors.connector.name", CONNECTOR.encode()),
+        ("__connect.errors.connector.name", connector.encode()),
         ("__connect.errors.stage", stage.encode()),
         ("__connect.errors.topic", topic.encode()),
         ("__connect.errors.partition", str(partition).encode()),
@@ -49,3 +51,11 @@ def dead_letter_headers(
         ("onceonly.schema_id", (str(schema_id) if schema_id is not None else "").encode()),
         ("onceonly.holder", holder.encode()),
     ]
+
+
+def framed_schema_id(value: bytes | None) -> int | None:
+    """The schema id of a Confluent-framed value, or None when the bytes are not framed (for the header only)."""
+    try:
+        return unframe(value)[0]
+    except SerdeError:
+        return None
