@@ -26,7 +26,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/serde.py
 	$(BIN)/python bench/publish.py
-	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/distribute.py
+	$(BIN)/python bench/apply.py
 
 stack-up: $(STAMP)
 	$(BIN)/onceonly stack up

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import tempfile
 import threading
 import time
@@ -25,7 +23,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,8 +30,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from onceonly.kafka import confluent_config, confluent_producer_config
 from onceonly.settings import Settings
-from onceonly.stack import EmbeddedStack, StackOptions
-from onceonly.stack.process import free_port, port_open
+from onceonly.stack.cluster import scratch_cluster
+from onceonly.stack.process import port_open
 from onceonly.standard import RegistryClient, Serde, change_schema, event_id
 from onceonly.topics import apply_topics
 from services.subscriber import SubscriberConfig, make_subscriber
@@ -51,28 +48,6 @@ MAPPING = {
     "deleted_column": "zt",
     "deleted_value": "cancelled",
 }
-
-
-@contextmanager
-def broker() -> Iterator[Settings]:
-    """The configured cluster, or an embedded stack started for this run."""
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    if os.environ.get("ONCEONLY_BOOTSTRAP_SERVERS"):
-        yield Settings(topic_prefix=prefix)
-        return
-    state = Path(tempfile.mkdtemp(prefix="onceonly-bench-"))
-    stack = EmbeddedStack(state)
-    env, _ = stack.up(StackOptions(broker_port=free_port(), registry_port=free_port()))
-    try:
-        yield Settings(
-            bootstrap_servers=env["ONCEONLY_BOOTSTRAP_SERVERS"],
-            registry_url=env["ONCEONLY_REGISTRY_URL"],
-            broker_quirks="tansu",
-            topic_prefix=prefix,
-        )
-    finally:
-        stack.down()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def person_id(p: int) -> str:
@@ -201,7 +176,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
     result: dict[str, Any] = {"bench": "apply", "batch_size": args.batch_size}
-    with broker() as settings, tempfile.TemporaryDirectory() as tmp, postgres_db() as pg:
+    with scratch_cluster("bench") as settings, tempfile.TemporaryDirectory() as tmp, postgres_db() as pg:
         apply_topics(settings)
         total, size = publish(settings, args.people, args.versions)
         result |= {"records": total, "partitions": 3, "topic_mib": round(size / 2**20, 1)}

@@ -14,13 +14,9 @@ Without ONCEONLY_BOOTSTRAP_SERVERS it starts the embedded stack on free ports an
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +25,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from onceonly.kafka import confluent_consumer_config, confluent_producer_config
 from onceonly.settings import Settings
+from onceonly.stack.cluster import scratch_cluster
 from onceonly.standard import RegistryClient, Serde, change_schema, event_id
 from onceonly.standard.identity import id18_check_char
 from onceonly.topics import apply_topics
@@ -36,27 +33,6 @@ from services.distributor import Distributor, load_agreements
 
 HOLDERS = ("hrss", "tax", "health", "civil_affairs")
 FIELDS = ["id_number", "name", "sex", "birth_date", "district_code", "address", "status"]
-
-
-@contextmanager
-def stack() -> Iterator[Settings]:
-    if os.environ.get("ONCEONLY_BOOTSTRAP_SERVERS"):
-        yield Settings(topic_prefix=f"bench{uuid.uuid4().hex[:6]}.")
-        return
-    from onceonly.stack import EmbeddedStack, StackOptions
-    from onceonly.stack.process import free_port
-
-    embedded = EmbeddedStack(Path(tempfile.mkdtemp(prefix="onceonly-bench-")))
-    env, _ = embedded.up(StackOptions(broker_port=free_port(), registry_port=free_port()))
-    try:
-        yield Settings(
-            bootstrap_servers=env["ONCEONLY_BOOTSTRAP_SERVERS"],
-            registry_url=env["ONCEONLY_REGISTRY_URL"],
-            broker_quirks="tansu",
-            topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
-        )
-    finally:
-        embedded.down()
 
 
 def person_id(n: int) -> str:
@@ -186,7 +162,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=2_000)
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
-    with stack() as settings:
+    with scratch_cluster("bench") as settings:
         apply_topics(settings)
         size = publish(settings, args.changes, args.keys)
         each = size / args.changes

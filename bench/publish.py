@@ -14,14 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
@@ -29,7 +23,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from onceonly import AsyncPublisher, Publisher
 from onceonly.kafka import confluent_config, confluent_producer_config
-from onceonly.settings import Settings, load_settings
+from onceonly.settings import Settings
+from onceonly.stack.cluster import scratch_cluster
 from onceonly.standard.identity import id18_check_char
 from onceonly.topics import apply_topics
 
@@ -59,29 +54,6 @@ def change(n: int, version: int) -> dict[str, Any]:
             "address": "北京市朝阳区建国路1号院3号楼2单元101",
         },
     }
-
-
-@contextmanager
-def deployment() -> Iterator[Settings]:
-    """The broker and registry to measure against: the environment's, or a fresh embedded stack."""
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    if os.environ.get("ONCEONLY_BOOTSTRAP_SERVERS"):
-        yield load_settings(topic_prefix=prefix)
-        return
-    from onceonly.stack import EmbeddedStack, StackOptions
-    from onceonly.stack.process import free_port
-
-    stack = EmbeddedStack(Path(tempfile.mkdtemp(prefix="onceonly-bench-")))
-    env, _ = stack.up(StackOptions(broker_port=free_port(), registry_port=free_port()))
-    try:
-        yield Settings(
-            bootstrap_servers=env["ONCEONLY_BOOTSTRAP_SERVERS"],
-            registry_url=env["ONCEONLY_REGISTRY_URL"],
-            broker_quirks="tansu",
-            topic_prefix=prefix,
-        )
-    finally:
-        stack.down()
 
 
 def raw_rate(settings: Settings, topic: str, keys: list[bytes], value: bytes) -> float:
@@ -124,7 +96,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000, help="changes per publish_many call")
     parser.add_argument("--rounds", type=int, default=2, help="best of N for each side, alternating")
     args = parser.parse_args()
-    with deployment() as settings:
+    with scratch_cluster("bench") as settings:
         apply_topics(settings)
         raw_topic = settings.topic("bench.raw")
         admin = AdminClient(confluent_config(settings))

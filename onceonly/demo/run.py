@@ -7,12 +7,10 @@ equals the authorities' truth projected through its agreement, or when the time 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,8 @@ from onceonly.demo.holders import HOLDERS, create_store, holder_agreement, sqlit
 from onceonly.demo.receipts import ReceiptWatch
 from onceonly.demo.truth import Truth
 from onceonly.demo.workload import Step, seed, wave
-from onceonly.settings import Settings, load_settings
-from onceonly.stack import EmbeddedStack, StackOptions
-from onceonly.stack.process import free_port, port_open
+from onceonly.settings import Settings
+from onceonly.stack.cluster import cluster
 from onceonly.standard import RegistryClient, Serde, declared_subjects
 
 POISON = b"\x00\x00\x00\xff\xffnot an avro body"
@@ -64,32 +61,6 @@ class DemoResult:
             f"dead letters {self.dead_letters}, p50 {self.p50_ms} ms, p99 {self.p99_ms} ms, "
             f"{self.changes_per_s:.0f} changes/s"
         )
-
-
-@contextmanager
-def embedded_stack(opts: DemoOptions, say: Callable[[str], None]) -> Iterator[Settings]:
-    """The configured cluster, or the embedded stack (started here and stopped after, unless ``keep``)."""
-    if os.environ.get("ONCEONLY_BOOTSTRAP_SERVERS"):
-        yield load_settings()
-        return
-    stack = EmbeddedStack(opts.state_dir)
-    ports = StackOptions()
-    if port_open("127.0.0.1", ports.broker_port) or port_open("127.0.0.1", ports.registry_port):
-        ports = StackOptions(broker_port=free_port(), registry_port=free_port())
-    env, started = stack.up(ports, say)
-    say("embedded stack " + ("started" if started else "already running") + f": {env['ONCEONLY_BOOTSTRAP_SERVERS']}")
-    try:
-        yield Settings(
-            bootstrap_servers=env["ONCEONLY_BOOTSTRAP_SERVERS"],
-            registry_url=env["ONCEONLY_REGISTRY_URL"],
-            redis_url=env.get("ONCEONLY_REDIS_URL"),
-            broker_quirks="tansu",
-            profile="dev",
-        )
-    finally:
-        if started and not opts.keep:
-            stack.down()
-            say("embedded stack stopped")
 
 
 class Demo:
@@ -276,7 +247,7 @@ def progress_table(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any], None]) -> DemoResult:
     """The whole story; ``live`` receives a renderable to show progress."""
-    with embedded_stack(opts, say) as base:
+    with cluster(opts.state_dir, keep=opts.keep, say=say) as base:
         demo = Demo(opts, base, say)
         demo.prepare()
         demo.start_services()
@@ -311,11 +282,14 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
                     break
                 time.sleep(2)
             elapsed = time.monotonic() - started
+            count, reason = demo.dead_letters()
+            while not reason and time.monotonic() < deadline:  # the distributor may reach the poison last
+                time.sleep(1)
+                count, reason = demo.dead_letters()
         finally:
             demo.stop_services()
             watch.stop()
         live(progress_table(demo, watch, problems))
-        count, reason = demo.dead_letters()
         return DemoResult(
             holders=len(HOLDERS),
             converged=[h for h in HOLDERS if not problems.get(h)],
