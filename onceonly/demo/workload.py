@@ -35,15 +35,18 @@ def wave(city: City, truth: Truth, today: date | None = None) -> Iterator[Step]:
     today = today or date.today()
     rng = city.rng
     people = list(city.people)
+    changed: set[str] = set()  # people with a person change in this wave (see the deaths below)
     for p in people:
         if len(p.id_number) == 15:
             old, p.id_number = p.id_number, upgrade_id15(p.id_number)
+            changed.add(p.id_number)
             yield Step(
                 "public_security",
                 truth.change("person", p.id_number, p.record(), "identifier_upgraded", supersedes=old),
             )
     movers = rng.sample(people, k=max(1, len(people) // 10))
     for p in movers:
+        changed.add(p.id_number)
         p.district_code = rng.choice([d for d in DISTRICTS if d != p.district_code])
         p.address = city.address(p.district_code)
         yield Step("public_security", truth.change("person", p.id_number, p.record(), "moved_in"))
@@ -92,7 +95,12 @@ def wave(city: City, truth: Truth, today: date | None = None) -> Iterator[Step]:
         "public_security",
         truth.change("person", corrected.id_number, corrected.record(), "corrected", correction=True),
     )
-    for p in rng.sample([p for p in people if p is not corrected], k=max(1, len(people) // 100)):
+    # Nobody dies in the wave that also changed their person record: the distributor reads change.death and
+    # change.person independently, and a death that overtakes an earlier person change at a holder makes the
+    # holder skip that change as stale. That is a known subscriber bug (two strict xfails in
+    # tests/sinks/test_sql_sink.py), kept out of the demo until it is fixed rather than shown as converged.
+    mortal = [p for p in people if p is not corrected and p.id_number not in changed]
+    for p in rng.sample(mortal, k=max(1, len(people) // 100)):
         death = {
             "id_number": p.id_number,
             "certificate_no": f"D{city.serial():09d}",
