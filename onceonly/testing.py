@@ -142,3 +142,16 @@ def postgres_db(postgres_url: str, namespace: str) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for an ``onceonly`` process (or CLI run) that must see this test's stack and namespace."""
+    return {
+        **os.environ,
+        "ONCEONLY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "ONCEONLY_REGISTRY_URL": settings.registry_url,
+        "ONCEONLY_TOPIC_PREFIX": settings.topic_prefix,
+        "ONCEONLY_BROKER_QUIRKS": settings.broker_quirks,
+        "ONCEONLY_PROFILE": settings.profile,
+        **extra,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,7 @@ from typer.testing import CliRunner
 
 from onceonly.cli import app
 from onceonly.settings import Settings
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    return {
-        "ONCEONLY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ONCEONLY_REGISTRY_URL": settings.registry_url,
-        "ONCEONLY_TOPIC_PREFIX": settings.topic_prefix,
-        "ONCEONLY_BROKER_QUIRKS": settings.broker_quirks,
-    }
+from onceonly.testing import process_env
 
 
 @pytest.mark.parametrize(
@@ -48,20 +39,21 @@ def test_running_without_the_topics_is_one_clear_line(settings: Settings, tmp_pa
 
     command = [sys.executable, "-m", "onceonly", "distributor", "run", str(schema_dir() / "agreements.yaml")]
     command += ["--state-dir", str(tmp_path)]
-    result = subprocess.run(command, env={**os.environ, **env_of(settings)}, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, env=process_env(settings), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: topic") and "does not exist" in last and "onceonly topics apply" in last
 
 
 @pytest.mark.broker
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # FastAPI's test client, not ours
 def test_interest_by_cli_and_by_http_is_kept_on_the_interest_topic(topics: Settings, tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient  # imported here: it warns about httpx at import, out of our hands
+    from fastapi.testclient import TestClient
 
     from services.distributor.api import create_app
 
     runner = CliRunner()
-    env = {**env_of(topics), "ONCEONLY_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    env = process_env(topics, ONCEONLY_STATE_DIR=str(tmp_path), COLUMNS="200")
     key = "11010519491231002X"
     registered = runner.invoke(
         app, ["interest", "register", "housing_fund", "person", key, "--reason", "acct 7"], env=env

@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from onceonly.cli import app
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, unframe
+from onceonly.testing import process_env
 from services.distributor import Distributor, InterestClient, LedgerBroken, load_agreements
 from services.distributor.audit import ledger_entries, verify_ledger
 from services.distributor.policy import fill_event_id
@@ -266,13 +267,7 @@ def test_audit_verify_passes_on_the_ledger_and_names_the_entry_in_a_tampered_cop
     scenario: Scenario, tmp_path: Path
 ) -> None:
     settings = scenario.kafka.settings
-    env = {
-        "ONCEONLY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ONCEONLY_REGISTRY_URL": settings.registry_url,
-        "ONCEONLY_TOPIC_PREFIX": settings.topic_prefix,
-        "ONCEONLY_STATE_DIR": str(tmp_path),
-        "COLUMNS": "300",
-    }
+    env = process_env(settings, ONCEONLY_STATE_DIR=str(tmp_path), COLUMNS="300")
     runner = CliRunner()
     clean = runner.invoke(app, ["audit", "verify"], env=env)
     assert clean.exit_code == 0 and f"ledger ok: {len(scenario.ledger)} entries" in clean.output, clean.output

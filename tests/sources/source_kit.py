@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -18,6 +20,7 @@ from publisher.change_kit import person_id
 
 from connectors.sources import OutboxSourceConfig, RunReport, create_outbox, run_source
 from onceonly.settings import Settings
+from onceonly.testing import process_env
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -85,14 +88,7 @@ def running(config: Any, settings: Settings) -> Iterator[tuple[threading.Event, 
 
 
 def cli_env(settings: Settings, state_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ONCEONLY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ONCEONLY_REGISTRY_URL": settings.registry_url,
-        "ONCEONLY_TOPIC_PREFIX": settings.topic_prefix,
-        "ONCEONLY_STATE_DIR": str(state_dir),
-        "ONCEONLY_PROFILE": "dev",
-    }
+    return process_env(settings, ONCEONLY_STATE_DIR=str(state_dir))
 
 
 def source_process(config: Path, settings: Settings, state_dir: Path, *extra: str) -> subprocess.Popen[str]:
@@ -105,6 +101,28 @@ def source_process(config: Path, settings: Settings, state_dir: Path, *extra: st
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def kill_mid_run_and_finish(config: Path, settings: Settings, state_dir: Path, progress: Callable[[], int]) -> int:
+    """Run ``source run``, SIGKILL it once ``progress()`` reaches 200, then finish with ``--once``.
+
+    Returns the progress seen at the kill (callers assert it is below their total: killed mid-run, not after).
+    """
+    first = source_process(config, settings, state_dir)
+    try:
+        deadline = time.monotonic() + 60
+        while (done := progress()) < 200:
+            assert first.poll() is None and time.monotonic() < deadline, "the source did not start publishing"
+            time.sleep(0.02)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    again = source_process(config, settings, state_dir, "--once")
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+    return done
 
 
 LEGACY = "CREATE TABLE rk_jbxx (sfzhm VARCHAR(18) PRIMARY KEY, xm VARCHAR(40), xb INTEGER, csrq DATE, dz VARCHAR(200))"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -13,7 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 from publisher.change_kit import person_change, person_id, read_topic
-from source_kit import execute, insert_outbox, outbox_config, payload, query, source_process
+from source_kit import (
+    execute,
+    insert_outbox,
+    kill_mid_run_and_finish,
+    outbox_config,
+    payload,
+    query,
+    source_process,
+)
 
 from connectors.sources import run_source
 from onceonly.settings import Settings
@@ -30,22 +37,9 @@ def test_kill_and_restart_loses_nothing_and_duplicates_keep_their_event_id(
     source = {"kind": "outbox", "department": "public_security", "url": app_db, "batch_size": 50}
     config.write_text(yaml.safe_dump({"sources": {"hukou": source}}))
 
-    first = source_process(config, topics, tmp_path / "state")
-    try:
-        deadline = time.monotonic() + 60
-        while (sent := query(app_db, "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")[0][0]) < 200:
-            assert first.poll() is None and time.monotonic() < deadline, "the source did not start publishing"
-            time.sleep(0.02)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    marked = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL"
+    sent = kill_mid_run_and_finish(config, topics, tmp_path / "state", lambda: int(query(app_db, marked)[0][0]))
     assert sent < ROWS, "killed too late: the source had finished"
-
-    again = source_process(config, topics, tmp_path / "state", "--once")
-    output, _ = again.communicate(timeout=120)
-    assert again.returncode == 0, output
 
     assert query(app_db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
     records = read_topic(topics, "change.person", expect=ROWS, timeout=60)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import yaml
 from publisher.change_kit import person_id, read_topic
-from source_kit import COLUMNS, LEGACY, execute, legacy_rows, source_process
+from source_kit import COLUMNS, LEGACY, execute, kill_mid_run_and_finish, legacy_rows
 
 from onceonly.settings import Settings
 
@@ -46,22 +43,8 @@ def test_kill_mid_run_and_restart(topics: Settings, app_db: str, tmp_path: Path)
     config = tmp_path / "onceonly.yaml"
     config.write_text(yaml.safe_dump({"sources": {"hukou-table": source}}))
 
-    first = source_process(config, topics, tmp_path / "state")
-    try:
-        deadline = time.monotonic() + 60
-        while (done := remembered(state)) < 200:
-            assert first.poll() is None and time.monotonic() < deadline, "the source did not start publishing"
-            time.sleep(0.02)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    done = kill_mid_run_and_finish(config, topics, tmp_path / "state", lambda: remembered(state))
     assert done < ROWS, "killed too late: the run had finished"
-
-    again = source_process(config, topics, tmp_path / "state", "--once")
-    output, _ = again.communicate(timeout=120)
-    assert again.returncode == 0, output
     assert remembered(state) == ROWS
 
     records = read_topic(topics, "change.person", expect=ROWS, timeout=60)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -18,11 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
+from sinks.sink_kit import DEATH_MAPPING, DIED, PERSON_MAPPING
 
 from onceonly.kafka import confluent_config, confluent_producer_config
 from onceonly.settings import Settings
 from onceonly.stack.process import free_port
 from onceonly.standard import change_schema, event_id
+from onceonly.testing import process_env
 from services.subscriber import Codec, Subscriber, SubscriberConfig, make_subscriber
 
 HOLDER = "housing_fund"
@@ -51,25 +52,6 @@ STORE_DDL = {
         "CREATE TRIGGER gjj_apply AFTER INSERT OR UPDATE ON gjj_grxx FOR EACH ROW EXECUTE FUNCTION log_apply()",
     ],
 }
-
-PERSON_TABLE: dict[str, Any] = {
-    "table": "gjj_grxx",
-    "key_column": "sfzhm",
-    "columns": {"name": "xm", "address": "dz", "district_code": "xzqh"},
-    "version_column": "bbh",
-    "event_id_column": "sjid",
-    "correction_column": "gzbz",
-    "deleted_column": "zt",
-    "deleted_value": "cancelled",
-    "active_value": "normal",
-}
-DEATH_ENDS: dict[str, Any] = {
-    "ends": "person",
-    "key_field": "id_number",
-    "columns": {"date_of_death": "swrq"},
-    "deleted_value": "deceased",
-}
-DIED = date(2024, 5, 1)
 
 
 def make_store(url: str) -> str:
@@ -102,7 +84,7 @@ def subscriber_config(url: str, **overrides: Any) -> SubscriberConfig:
         "source_topic": SOURCES,
         "batch_size": 100,
         "retry_backoff_max": 1.0,
-        "sink": {"kind": "sql", "url": url, "tables": {"person": PERSON_TABLE, "death": DEATH_ENDS}},
+        "sink": {"kind": "sql", "url": url, "tables": {"person": PERSON_MAPPING, "death": DEATH_MAPPING}},
     }
     return SubscriberConfig.model_validate({**base, **overrides})
 
@@ -329,15 +311,7 @@ def write_config(path: Path, url: str, **overrides: Any) -> Path:
 
 def spawn_subscriber(config: Path, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     """``onceonly subscriber run`` as its own process, pointed at the test's broker and namespace."""
-    env = {
-        **os.environ,
-        "ONCEONLY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ONCEONLY_REGISTRY_URL": settings.registry_url,
-        "ONCEONLY_TOPIC_PREFIX": settings.topic_prefix,
-        "ONCEONLY_BROKER_QUIRKS": settings.broker_quirks,
-        "ONCEONLY_PROFILE": "dev",
-        "ONCEONLY_STATE_DIR": str(config.parent / "state"),
-    }
+    env = process_env(settings, ONCEONLY_STATE_DIR=str(config.parent / "state"))
     cmd = [sys.executable, "-m", "onceonly", "subscriber", "run", str(config), "--department", HOLDER]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=config.parent)
