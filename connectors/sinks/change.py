@@ -17,6 +17,20 @@ OPS: frozenset[str] = frozenset({"c", "u", "d", "r"})
 
 
 @dataclass(frozen=True, slots=True)
+class End:
+    """What ended a record (a death ends a person), kept with the record's watermark.
+
+    Changes travel on separate topics, so a death can reach a holder before a person change recorded earlier.
+    Keeping the end's time and record lets that change still land, with the record kept ended.
+    """
+
+    event_id: str
+    entity_type: str
+    recorded_at: int
+    record: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     """One fact as recorded by its authority (``before``/``after`` hold only the fields the holder was granted)."""
 
@@ -35,6 +49,8 @@ class Change:
     restrictions: Any = None
     ends: tuple[str, str] | None = None
     """``(entity_type, key)`` of the record this change ends (a death ends a person); set by a sink's mapping."""
+    kept_end: End | None = None
+    """Set by the version guard: the record is ended, and this change lands with the end re-applied."""
 
     @property
     def is_identifier_upgrade(self) -> bool:

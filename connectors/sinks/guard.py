@@ -3,8 +3,12 @@
 Pure functions over watermarks, so the rule that keeps apply idempotent and ordered is tested on its own.
 A watermark survives deletes (a late update must not resurrect a deleted record), identifier upgrades (the old
 key's watermark points at the new key, so a late change to the old key cannot create a second person) and deaths
-(a death is another authority's fact with its own versions, so it marks the person's watermark as ended: later
-person changes are skipped until the death is retracted).
+(a death is another authority's fact with its own versions, so it marks the person's watermark as ended).
+
+An ended record takes no person change recorded after its end, until the death is retracted. It still takes a
+change recorded before the end, and any identifier upgrade: those were overtaken by the death on the way (the
+death travels on its own topic), and they land with the end re-applied, so the record never looks alive again.
+A death addressed to a key that was since upgraded ends the record under its new key.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from connectors.sinks.change import Change
+from connectors.sinks.change import Change, End
 
 Verdict = Literal["apply", "skipped_duplicate", "skipped_stale"]
 EntityRef = tuple[str, str]
@@ -25,7 +29,11 @@ class Watermark:
     version: int
     event_id: str
     superseded_by: str | None = None
-    ended_by: str | None = None
+    end: End | None = None
+
+    @property
+    def ended_by(self) -> str | None:
+        return self.end.event_id if self.end is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +58,27 @@ def decide(change: Change, stored: Watermark | None) -> Decision:
     v = change.authority_version
     if stored is not None and stored.superseded_by is not None:
         return Decision(change, "skipped_stale", f"{change.entity_key} was superseded by {stored.superseded_by}")
-    if stored is not None and stored.ended_by is not None and v > stored.version:
-        return Decision(change, "skipped_stale", f"{change.entity_key} was ended by event {stored.ended_by}")
     if stored is None or v > stored.version:
+        if stored is not None and stored.end is not None:
+            return _into_ended(change, stored.end)
         return Decision(change, "apply")
     if v == stored.version:
         return Decision(change, "skipped_duplicate", f"version {v} already applied (event {stored.event_id})")
     return Decision(change, "skipped_stale", f"version {v} is older than the stored version {stored.version}")
 
 
+def _into_ended(change: Change, end: End) -> Decision:
+    """A newer change to an ended record: it lands, kept ended, only if the end overtook it on the way."""
+    overtaken = change.recorded_at <= end.recorded_at or change.is_identifier_upgrade
+    if overtaken and not change.is_delete:
+        return Decision(replace(change, kept_end=end), "apply")
+    return Decision(change, "skipped_stale", f"{change.entity_key} was ended by event {end.event_id}")
+
+
 def advance(change: Change, marks: dict[EntityRef, Watermark]) -> None:
-    """Record an applied change in ``marks``; an upgrade also retires the old key."""
+    """Record an applied change in ``marks``; an upgrade also retires the old key, a death ends its record."""
     key = (change.entity_type, change.entity_key)
-    marks[key] = Watermark(change.authority_version, change.event_id)
+    marks[key] = Watermark(change.authority_version, change.event_id, end=change.kept_end)
     if change.is_identifier_upgrade and change.supersedes_key:
         old_ref = (change.entity_type, change.supersedes_key)
         old = marks.get(old_ref)
@@ -70,7 +86,18 @@ def advance(change: Change, marks: dict[EntityRef, Watermark]) -> None:
         marks[old_ref] = Watermark(version, change.event_id, superseded_by=change.entity_key)
     if change.ends is not None:
         ended = marks.get(change.ends) or Watermark(0, change.event_id)
-        marks[change.ends] = replace(ended, ended_by=None if change.is_delete else change.event_id)
+        end = None if change.is_delete else End(change.event_id, change.entity_type, change.recorded_at, change.after)
+        marks[change.ends] = replace(ended, end=end)
+
+
+def _current_key(change: Change, marks: Mapping[EntityRef, Watermark]) -> Change:
+    """A death addressed to a record that was re-keyed since ends the record under its newest key."""
+    if change.ends is None:
+        return change
+    ref, hops = change.ends, 0
+    while (mark := marks.get(ref)) is not None and mark.superseded_by is not None and hops < 8:
+        ref, hops = (ref[0], mark.superseded_by), hops + 1
+    return change if ref == change.ends else replace(change, ends=ref)
 
 
 def guard(
@@ -85,15 +112,15 @@ def guard(
     changed: dict[EntityRef, Watermark] = {}
     decisions: list[Decision] = []
     for change in changes:
+        change = _current_key(change, current)
         decision = decide(change, current.get((change.entity_type, change.entity_key)))
         if decision.verdict == "apply" and change.is_identifier_upgrade and change.supersedes_key:
             old = current.get((change.entity_type, change.supersedes_key))
-            if old is not None and old.ended_by is not None:  # re-keying must not revive the record
-                reason = f"{change.supersedes_key} was ended by event {old.ended_by}"
-                decision = Decision(change, "skipped_stale", reason)
+            if old is not None and old.end is not None and decision.change.kept_end is None:
+                decision = Decision(replace(change, kept_end=old.end), "apply")  # re-keyed, not revived
         decisions.append(decision)
         if decision.verdict == "apply":
-            advance(change, current)
-            for ref in refs(change):
+            advance(decision.change, current)
+            for ref in refs(decision.change):
                 changed[ref] = current[ref]
     return decisions, changed

@@ -15,7 +15,7 @@ from typing import Literal
 from connectors.sinks.change import Change
 from connectors.sinks.guard import EntityRef, refs
 
-Action = Literal["upsert", "delete", "mark", "rekey", "revive"]
+Action = Literal["upsert", "delete", "mark", "rekey", "revive", "purge"]
 DeletePolicy = Literal["mark", "delete"]
 
 
@@ -29,7 +29,11 @@ def action_for(change: Change, delete_policy: DeletePolicy) -> Action:
     """What a change does to the holder's record: deletes and deaths follow the department's policy.
 
     A death's own ``op`` d is its retraction (a certificate issued in error): the record it ended is revived.
+    A change that reaches a record its death overtook lands ended: under the delete policy that means its
+    rows (both keys of an upgrade) stay gone.
     """
+    if change.kept_end is not None and delete_policy == "delete":
+        return "purge"
     if change.ends is not None:
         return "revive" if change.is_delete else delete_policy
     if change.is_delete:

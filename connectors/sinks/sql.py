@@ -7,17 +7,19 @@ watermark commit together, so a crash can never leave one without the other.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from connectors.sinks.base import Outcome, Result, rejected
-from connectors.sinks.change import Change
+from connectors.sinks.change import Change, End
 from connectors.sinks.config import EndMapping, SqlSinkConfig, TableMapping, describe
 from connectors.sinks.errors import MappingError, TransientSinkError
 from connectors.sinks.guard import EntityRef, Watermark, guard, refs
@@ -29,6 +31,7 @@ from onceonly.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _KEY_CHUNK = 500
+_END_READ = ("ended_by", "ended_type", "ended_at", "ended_record")
 _VERDICT_OUTCOME: dict[str, Outcome] = {
     "apply": "applied",
     "skipped_duplicate": "skipped_duplicate",
@@ -55,8 +58,34 @@ def watermark_table(name: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("event_id", sa.String(64), nullable=False),
         sa.Column("superseded_by", sa.String(128), nullable=True),
         sa.Column("ended_by", sa.String(64), nullable=True),
+        *_end_columns(),
         sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
     )
+
+
+def _end_columns() -> list[sa.Column[Any]]:
+    """What ended the record (a death), so a change it overtook can still land, kept ended (see ``guard``)."""
+    return [
+        sa.Column("ended_type", sa.String(64), nullable=True),
+        sa.Column("ended_at", sa.BigInteger, nullable=True),
+        sa.Column("ended_record", sa.Text, nullable=True),
+    ]
+
+
+def _add_missing_columns(engine: Engine, table: sa.Table) -> None:
+    """Bring a watermark table made by an older release up to date (new columns are all nullable)."""
+    have = {c["name"] for c in sa.inspect(engine).get_columns(table.name, schema=table.schema)}
+    missing = [c for c in table.columns if c.name not in have]
+    if not missing:
+        return
+    quote = engine.dialect.identifier_preparer
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {quote.quote(column.name)} {kind}"
+            )
+    log.info("watermark table %s: added %s", table.fullname, ", ".join(c.name for c in missing))
 
 
 class SqlSink:
@@ -84,6 +113,7 @@ class SqlSink:
             _check_ends(self._tables)
             marks = watermark_table(self.config.watermark_table, metadata)
             _create_once(engine, marks)
+            _add_missing_columns(engine, marks)
         except sa.exc.SQLAlchemyError as e:
             engine.dispose()
             if is_transient(e):
@@ -230,14 +260,26 @@ def _read_watermarks(conn: sa.Connection, marks: sa.Table, changes: Sequence[Cha
         ordered = sorted(keys)
         for i in range(0, len(ordered), _KEY_CHUNK):
             stmt = (
-                sa.select(c.entity_key, c.authority_version, c.event_id, c.superseded_by, c.ended_by)
+                sa.select(c.entity_key, c.authority_version, c.event_id, c.superseded_by, *(c[n] for n in _END_READ))
                 .where(c.entity_type == entity_type, c.entity_key.in_(ordered[i : i + _KEY_CHUNK]))
                 .order_by(c.entity_key)
                 .with_for_update()
             )
-            for key, version, event_id, superseded_by, ended_by in conn.execute(stmt):
-                out[(entity_type, key)] = Watermark(int(version), event_id, superseded_by, ended_by)
+            for key, version, event_id, superseded_by, *end in conn.execute(stmt):
+                out[(entity_type, key)] = Watermark(int(version), event_id, superseded_by, _end(*end))
     return out
+
+
+def _end(ended_by: str | None, ended_type: str | None, ended_at: int | None, record: str | None) -> End | None:
+    """The stored end; one written before its time was kept takes only identifier upgrades (time unknown)."""
+    if ended_by is None:
+        return None
+    at = -1 if ended_at is None else int(ended_at)
+    return End(ended_by, ended_type or "", at, json.loads(record) if record else None)
+
+
+def _json(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str, sort_keys=True)
 
 
 def _write_watermarks(conn: sa.Connection, marks: sa.Table, changed: Mapping[EntityRef, Watermark]) -> None:
@@ -250,6 +292,9 @@ def _write_watermarks(conn: sa.Connection, marks: sa.Table, changed: Mapping[Ent
             "event_id": w.event_id,
             "superseded_by": w.superseded_by,
             "ended_by": w.ended_by,
+            "ended_type": w.end.entity_type if w.end else None,
+            "ended_at": w.end.recorded_at if w.end else None,
+            "ended_record": _json(w.end.record) if w.end and w.end.record is not None else None,
             "applied_at": now,
         }
         for (entity_type, key), w in changed.items()

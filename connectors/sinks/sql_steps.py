@@ -49,34 +49,54 @@ class Tables:
             by_table.setdefault(id(target), (target, []))[1].append(change)
         for target, changes in by_table.values():
             if step.action == "upsert":
-                _upsert(conn, target, changes)
+                _upsert(conn, target, [(c, self._row(target, c)) for c in changes])
             elif step.action == "rekey":
                 for change in changes:
-                    _rekey(conn, target, change)
-            elif step.action == "delete":
+                    _rekey(conn, target, change, self._row(target, change))
+            elif step.action in ("delete", "purge"):
+                keys = [k for c in changes for k in _keys(step, c)]
                 stmt = sa.delete(target.table).where(target.key == sa.bindparam("_key"))
-                conn.execute(stmt, [{"_key": _key(c)} for c in changes])
+                conn.execute(stmt, [{"_key": k} for k in keys])
             else:
                 _update(conn, target, ((_key(c), self._values(step, target, c)) for c in changes))
+
+    def _row(self, target: Target, change: Change) -> dict[str, Any]:
+        """The columns an upsert or re-key writes; a record a death overtook keeps the death's columns."""
+        row = row_values(target, change)
+        if change.kept_end is not None:
+            row |= self._ended(target, change.kept_end.entity_type, change.kept_end.record)
+        return row
 
     def _values(self, step: Step, target: Target, change: Change) -> dict[str, Any]:
         """What ``mark`` (a delete or a death) or ``revive`` (a death retracted) writes to the row."""
         m = target.mapping
         if change.ends is None:
             return {_marked(m): m.deleted_value, **_meta(m, change)}
-        end = self.ends[change.entity_type]
         values: dict[str, Any] = {m.event_id_column: change.event_id} if m.event_id_column else {}
         if step.action == "revive":
             if m.deleted_column and m.active_value is not None:
                 values[m.deleted_column] = m.active_value
-            return values | dict.fromkeys(end.columns.values())
-        record = change.after or {}
-        fields = {col: coerce(record.get(f), target.table.c[col].type) for f, col in end.columns.items()}
-        return values | fields | {_marked(m): m.deleted_value if end.deleted_value is None else end.deleted_value}
+            return values | dict.fromkeys(self.ends[change.entity_type].columns.values())
+        return values | self._ended(target, change.entity_type, change.after)
+
+    def _ended(self, target: Target, entity_type: str, record: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The columns an end (a death) writes on the record it ends: its own fields and the ended status."""
+        m, end = target.mapping, self.ends.get(entity_type)
+        if end is None:  # the end's entity type is no longer mapped: the record still stays ended
+            return {_marked(m): m.deleted_value}
+        fields = {col: coerce((record or {}).get(f), target.table.c[col].type) for f, col in end.columns.items()}
+        return fields | {_marked(m): m.deleted_value if end.deleted_value is None else end.deleted_value}
 
 
 def _key(change: Change) -> str:
     return change.ends[1] if change.ends else change.entity_key
+
+
+def _keys(step: Step, change: Change) -> list[str]:
+    """The rows a delete removes; a purge (a change landing on a deleted, ended record) removes both upgrade keys."""
+    if step.action == "purge" and change.supersedes_key:
+        return [change.entity_key, change.supersedes_key]
+    return [_key(change)]
 
 
 def _marked(m: TableMapping) -> str:
@@ -85,10 +105,10 @@ def _marked(m: TableMapping) -> str:
     return m.deleted_column
 
 
-def _upsert(conn: sa.Connection, target: Target, changes: list[Change]) -> None:
+def _upsert(conn: sa.Connection, target: Target, changes: list[tuple[Change, dict[str, Any]]]) -> None:
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        row = {target.mapping.key_column: change.entity_key, **row_values(target, change)}
+    for change, values in changes:
+        row = {target.mapping.key_column: change.entity_key, **values}
         groups.setdefault(tuple(row), []).append(row)
     for rows in groups.values():
         upsert_rows(conn, target.table, [target.mapping.key_column], rows)
@@ -109,10 +129,9 @@ def _update(conn: sa.Connection, target: Target, rows: Iterable[tuple[str, dict[
         conn.execute(stmt, params)
 
 
-def _rekey(conn: sa.Connection, target: Target, change: Change) -> None:
+def _rekey(conn: sa.Connection, target: Target, change: Change, values: dict[str, Any]) -> None:
     """The 15-digit record becomes the 18-digit one; if both exist, the new one wins and the old goes."""
     old, new, key = change.supersedes_key, change.entity_key, target.mapping.key_column
-    values = row_values(target, change)
     new_exists = conn.execute(sa.select(target.key).where(target.key == new)).first() is not None
     if not new_exists:
         moved = conn.execute(sa.update(target.table).where(target.key == old).values({key: new, **values})).rowcount

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.sinks import Change, Watermark, decide, guard, plan
+from connectors.sinks.change import End
 from connectors.sinks.plan import Step
 
 
@@ -117,7 +118,8 @@ def test_a_death_ends_the_persons_watermark_until_it_is_retracted() -> None:
     died = replace(change("cert-1", 1), entity_type="death", ends=("person", "a"))
     retracted = replace(change("cert-1", 2, "d"), entity_type="death", ends=("person", "a"))
     stored = {("person", "a"): Watermark(4, "e-a-4")}
-    decisions, changed = guard([died, change("a", 5), change("a", 4), retracted, change("a", 6)], stored)
+    after_death = [replace(change("a", v), recorded_at=1) for v in (5, 4, 6)]
+    decisions, changed = guard([died, after_death[0], after_death[1], retracted, after_death[2]], stored)
     assert [d.verdict for d in decisions] == ["apply", "skipped_stale", "skipped_duplicate", "apply", "apply"]
     assert "ended by event e-cert-1-1" in str(decisions[1].reason)
     assert changed[("person", "a")] == Watermark(6, "e-a-6")
@@ -133,8 +135,32 @@ def test_plan_keeps_a_death_between_the_persons_changes() -> None:
     ]
 
 
-def test_an_upgrade_does_not_revive_a_person_a_death_ended() -> None:
-    stored = {("person", "old"): Watermark(3, "e-old-3", ended_by="death-1")}
-    decisions, changed = guard([change("new", 4, supersedes="old")], stored)
-    assert [(d.verdict, d.reason) for d in decisions] == [("skipped_stale", "old was ended by event death-1")]
-    assert changed == {}
+def test_an_upgrade_re_keys_a_person_a_death_ended_and_keeps_them_ended() -> None:
+    end = End("death-1", "death", -1)  # the upgrade was recorded after the death: re-keying is not reviving
+    stored = {("person", "old"): Watermark(3, "e-old-3", end=end)}
+    decisions, changed = guard([change("new", 4, supersedes="old"), change("new", 5)], stored)
+    assert [d.verdict for d in decisions] == ["apply", "skipped_stale"]
+    assert decisions[0].change.kept_end == end
+    assert changed[("person", "new")] == Watermark(4, "e-new-4", end=end)
+    assert changed[("person", "old")].superseded_by == "new"
+
+
+def test_a_change_recorded_before_the_death_lands_kept_ended_and_one_after_it_does_not() -> None:
+    end = End("death-1", "death", 1_700_000_000_000)
+    stored = {("person", "a"): Watermark(1, "e-a-1", end=end)}
+    early = replace(change("a", 2), recorded_at=end.recorded_at - 1)
+    late = replace(change("a", 3), recorded_at=end.recorded_at + 1)
+    decisions, changed = guard([early, late], stored)
+    assert [(d.verdict, d.change.kept_end) for d in decisions] == [("apply", end), ("skipped_stale", None)]
+    assert changed[("person", "a")] == Watermark(2, "e-a-2", end=end)
+    assert plan([decisions[0].change], "delete")[0].action == "purge"
+    assert plan([decisions[0].change], "mark")[0].action == "upsert"
+
+
+def test_a_death_for_a_re_keyed_person_ends_the_new_key() -> None:
+    stored = {("person", "old"): Watermark(3, "e-new-4", superseded_by="new"), ("person", "new"): Watermark(4, "e")}
+    died = replace(change("cert-1", 1), entity_type="death", ends=("person", "old"))
+    decisions, changed = guard([died], stored)
+    assert decisions[0].change.ends == ("person", "new")
+    assert changed[("person", "new")].ended_by == "e-cert-1-1"
+    assert ("person", "old") not in changed

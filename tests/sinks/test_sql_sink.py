@@ -223,11 +223,6 @@ def test_mysql_gets_its_own_upsert() -> None:
     assert upsert_statement("mssql", table, ["k"], ["k", "v"]) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a death that overtakes the identifier upgrade of its person ends a "
-    "record the holder does not have yet, and the upgrade is then skipped as stale",
-)
 def test_a_death_that_arrives_before_the_identifier_upgrade_still_ends_the_upgraded_person(
     db_url: str, rows: Rows, sql_config: Config
 ) -> None:
@@ -240,11 +235,6 @@ def test_a_death_that_arrives_before_the_identifier_upgrade_still_ends_the_upgra
     assert rows(db_url) == [(NEW_ID, "name v2", "address v2", None, "deceased", 2, False, DIED)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a person change recorded before the death but delivered after it "
-    "is skipped as stale instead of being applied to the (still deceased) record",
-)
 def test_a_change_recorded_before_the_death_but_delivered_after_it_still_lands(
     db_url: str, rows: Rows, sql_config: Config
 ) -> None:
@@ -255,3 +245,63 @@ def test_a_change_recorded_before_the_death_but_delivered_after_it_still_lands(
     assert outcomes(sink, [person("7", 2)]) == ["applied"]
     sink.close()
     assert rows(db_url) == [("7", "name v2", "address v2", None, "deceased", 2, False, DIED)]
+
+
+def test_under_the_delete_policy_a_change_the_death_overtook_does_not_bring_the_person_back(
+    db_url: str, rows: Rows, sql_config: Config
+) -> None:
+    sink = open_sink(sql_config(db_url), "delete")
+    sink.apply([person(OLD_ID, 1, "c"), person("7", 1, "c"), person("8", 1, "c")])
+    later_death = replace(death("7"), recorded_at=1_800_000_000_000)
+    assert outcomes(sink, [death(NEW_ID), later_death]) == ["applied", "applied"]
+    # the upgrade of a person whose death overtook it, and a move recorded before a death: both stay gone
+    assert outcomes(sink, [person(NEW_ID, 2, supersedes=OLD_ID), person("7", 2)]) == ["applied", "applied"]
+    assert outcomes(sink, [person("7", 2), person(OLD_ID, 3)]) == ["skipped_duplicate", "skipped_stale"]
+    sink.close()
+    assert [r[0] for r in rows(db_url)] == ["8"]
+
+
+def test_a_change_recorded_after_the_death_is_still_refused_once_an_overtaken_one_landed(
+    db_url: str, rows: Rows, sql_config: Config
+) -> None:
+    sink = open_sink(sql_config(db_url), "mark")
+    death_at = 1_700_000_000_010
+    sink.apply([person("7", 1, "c"), replace(death("7"), recorded_at=death_at)])
+    before, after = person("7", 2), replace(person("7", 3), recorded_at=death_at + 1)
+    assert outcomes(sink, [before, after]) == ["applied", "skipped_stale"]
+    assert outcomes(sink, [death("7", 2, "d"), after]) == ["applied", "applied"]  # retracted: alive again
+    sink.close()
+    assert rows(db_url) == [("7", "name v3", "address v3", None, "normal", 3, False, None)]
+
+
+def test_a_death_addressed_to_the_old_key_ends_the_upgraded_record(db_url: str, rows: Rows, sql_config: Config) -> None:
+    # The health commission still knew the 15-digit number; the holder had already re-keyed the person.
+    sink = open_sink(sql_config(db_url), "mark")
+    sink.apply([person(OLD_ID, 1, "c"), person(NEW_ID, 2, supersedes=OLD_ID)])
+    assert outcomes(sink, [death(OLD_ID)]) == ["applied"]
+    sink.close()
+    assert rows(db_url) == [(NEW_ID, "name v2", "address v2", None, "deceased", 2, False, DIED)]
+
+
+def test_an_older_watermark_table_gets_the_new_columns_and_keeps_its_marks(
+    db_url: str, rows: Rows, sql_config: Config
+) -> None:
+    """A watermark table made before ends were kept with their time: upgraded in place at open."""
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE onceonly_watermarks (entity_type VARCHAR(64) NOT NULL, entity_key VARCHAR(128) NOT NULL, "
+            "authority_version BIGINT NOT NULL, event_id VARCHAR(64) NOT NULL, superseded_by VARCHAR(128), "
+            "ended_by VARCHAR(64), applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, "
+            "PRIMARY KEY (entity_type, entity_key))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO onceonly_watermarks (entity_type, entity_key, authority_version, event_id, ended_by) "
+            "VALUES ('person', '7', 4, 'ev-7-4', 'death-7-1')"
+        )
+    engine.dispose()
+    sink = open_sink(sql_config(db_url), "mark")
+    # the end's time is unknown: an ordinary change is refused as before, a duplicate is still a duplicate
+    assert outcomes(sink, [person("7", 4), person("7", 5)]) == ["skipped_duplicate", "skipped_stale"]
+    sink.close()
+    assert rows(db_url) == []
