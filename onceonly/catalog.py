@@ -7,10 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 import onceonly
+from onceonly.config import read_yaml
 from onceonly.errors import ConfigError
 
 
@@ -113,15 +113,6 @@ class Catalog(BaseModel):
         return out
 
 
-def _load_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: file not found") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-
-
 def _validation_message(path: Path, err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -131,7 +122,7 @@ def _validation_message(path: Path, err: ValidationError) -> str:
 def load_catalog(path: Path | None = None) -> Catalog:
     path = path or schema_dir() / "topics.yaml"
     try:
-        return Catalog.model_validate(_load_yaml(path))
+        return Catalog.model_validate(read_yaml(path))
     except ValidationError as e:
         raise ConfigError(_validation_message(path, e)) from e
 
@@ -160,6 +151,6 @@ class DepartmentRegistry(BaseModel):
 def load_departments(path: Path | None = None) -> DepartmentRegistry:
     path = path or schema_dir() / "departments.yaml"
     try:
-        return DepartmentRegistry.model_validate(_load_yaml(path))
+        return DepartmentRegistry.model_validate(read_yaml(path))
     except ValidationError as e:
         raise ConfigError(_validation_message(path, e)) from e

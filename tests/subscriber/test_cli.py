@@ -53,11 +53,7 @@ def cli(tmp_path: Path, topics: Settings, monkeypatch: pytest.MonkeyPatch, capsy
     ("config", "message"),
     [
         (None, "onceonly.yaml: file not found"),
-        pytest.param(
-            "subscribers: [\n",
-            "not valid YAML",
-            marks=pytest.mark.xfail(strict=True, reason="onceonly/config.py puts PyYAML's multi-line message in it"),
-        ),
+        ("subscribers: [\n", "not valid YAML: expected the node content, but found '<stream end>' at line 2, column 1"),
         ("subscribers:\n  nobody:\n    delete_policy: delete\n    " + SQL, "unknown department 'nobody'"),
         ("subscribers:\n  tax:\n    sink: {kind: ftp}", "tax.sink: Input tag 'ftp' found using 'kind' does not match"),
         (
