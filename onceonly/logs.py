@@ -155,3 +155,12 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     return handler
+
+
+def configure_service_logging(log_format: str = "auto", level: str = "INFO") -> logging.Handler:
+    """How every long-running service logs: JSON lines for collectors, text when a person watches a terminal."""
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    handler = configure_logging(level, json=as_json)
+    for noisy in ("httpx", "httpcore", "kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    return handler

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="prepended to every topic name (test isolation, shared clusters)")
     state_dir: Path = DEFAULT_STATE_DIR
     client_id: str = "onceonly"
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="service logs: JSON lines, text, or auto (text on a terminal, JSON lines otherwise)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

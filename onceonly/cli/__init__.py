@@ -19,6 +19,7 @@ from onceonly.cli import (
     stack_cmd,
     subscriber_cmd,
     topics_cmd,
+    tracker_cmd,
 )
 from onceonly.cli.common import console_err
 from onceonly.errors import OnceonlyError
@@ -38,6 +39,7 @@ app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(schemas_cmd.app, name="schemas")
 app.add_typer(subscriber_cmd.app, name="subscriber")
 app.add_typer(distributor_cmd.app, name="distributor")
+app.add_typer(tracker_cmd.app, name="tracker")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(interest_cmd.app, name="interest")
 app.command("publish")(publish_cmd.publish)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from onceonly.errors import OnceonlyError
 from onceonly.settings import DEFAULT_STATE_DIR, Settings, load_settings
 
 console = Console()
@@ -18,6 +19,20 @@ StateDir = Annotated[
     Path,
     typer.Option("--state-dir", help="where the embedded stack keeps its state", envvar="ONCEONLY_STATE_DIR"),
 ]
+
+
+def start_service(settings: Settings, metrics_port: int | None = None) -> None:
+    """What every ``run``/``serve`` command does first: structured logs, and Prometheus metrics if asked."""
+    from onceonly.logs import configure_service_logging
+
+    configure_service_logging(settings.log_format, settings.log_level)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port)
+        except OSError as e:
+            raise OnceonlyError(f"cannot serve metrics on port {metrics_port}: {e.strerror}") from e
 
 
 def cli_settings(state_dir: Path | None = None) -> Settings:

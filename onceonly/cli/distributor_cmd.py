@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from onceonly.cli.common import StateDir, cli_settings, console
+from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.errors import ConfigError
 from onceonly.settings import DEFAULT_STATE_DIR
 
@@ -45,11 +44,7 @@ def run(
 
     agreements = load_agreements(config_path(config))
     settings = cli_settings(state_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port)
+    start_service(settings, metrics_port)
     run_distributor(agreements, settings, batch_size=batch_size)
 
 

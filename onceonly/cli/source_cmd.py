@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from onceonly.cli.common import StateDir, cli_settings, console
+from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.settings import DEFAULT_STATE_DIR
 
 app = typer.Typer(help="Run source connectors: outbox tables and snapshot diffs.", no_args_is_help=True)
@@ -38,12 +37,7 @@ def run(
 
     settings = cli_settings(state_dir)
     selected = load_sources(config).select(source)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call is noise
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port)
+    start_service(settings, metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

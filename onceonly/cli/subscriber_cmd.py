@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from onceonly.cli.common import StateDir, cli_settings, console
+from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.errors import OnceonlyError
 from onceonly.settings import DEFAULT_STATE_DIR
 
@@ -41,14 +40,7 @@ def run(
 
     settings = cli_settings(state_dir)
     selected = load_subscribers(config).select(department)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(metrics_port)
-        except OSError as e:
-            raise OnceonlyError(f"cannot serve metrics on port {metrics_port}: {e.strerror}") from e
+    start_service(settings, metrics_port)
     run_subscribers(selected, settings)
 
 

@@ -6,6 +6,7 @@ import logging
 from typing import Literal
 
 from onceonly.errors import ConfigError
+from onceonly.logs import configure_service_logging
 from onceonly.settings import Settings, load_settings
 from services.registry.store import KafkaStore, MemoryStore, Store
 
@@ -33,8 +34,9 @@ def serve(host: str, port: int, store: str = "auto") -> None:
     from services.registry.app import create_app
     from services.registry.registry import Registry
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    backend = open_store(load_settings(), store)
+    settings = load_settings()
+    configure_service_logging(settings.log_format, settings.log_level)
+    backend = open_store(settings, store)
     try:
         registry = Registry(backend)
         log.info("schema registry listening on http://%s:%d (state in %s)", host, port, backend.description)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,6 +13,7 @@ from subscriber_kit import HOLDER, Broker, person_change, running, subscriber_co
 
 from onceonly.stack.components import start_redis
 from onceonly.stack.process import free_port, stop
+from onceonly.testing import process_env
 from services.tracker import Tracker, status, trace
 
 
@@ -47,3 +52,28 @@ def test_applying_goes_on_without_redis_and_the_tracker_catches_up(
     assert p0[HOLDER]["entity_key"] == "P0" and p0[HOLDER]["authority_version"] == 1
     assert [e["outcome"] for e in history] == ["applied", "skipped_duplicate"]
     assert p29[HOLDER]["outcome"] == "applied"
+
+
+def test_the_tracker_command_folds_receipts_logs_json_lines_and_stops_on_sigterm(
+    sqlite_store: str, broker: Broker, tmp_path: Path
+) -> None:
+    redis_url = "redis://127.0.0.1:6379/0"
+    settings = broker.settings.model_copy(update={"redis_url": redis_url})
+    env = process_env(settings, ONCEONLY_REDIS_URL=redis_url, ONCEONLY_STATE_DIR=str(tmp_path / "state"))
+    log = tmp_path / "tracker.log"
+    cmd = [sys.executable, "-m", "services.tracker", "--metrics-port", str(free_port())]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    records = [person_change(f"T{p}", 1, "c") for p in range(5)]
+    try:
+        with running(subscriber_config(sqlite_store), broker.settings, broker.codec) as worker:
+            broker.publish(records)
+            wait_until(lambda: worker.stats["applied"] == 5, 30, "applies")
+        wait_until(lambda: all(status(r["event_id"], settings) for r in records), 60, "the tracker to fold receipts")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(10)
+    assert code == 0, log.read_text()
+    assert status(records[4]["event_id"], settings)[HOLDER]["outcome"] == "applied"
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert lines and all({"ts", "level", "logger", "message", "event_id", "holder"} <= set(doc) for doc in lines)
