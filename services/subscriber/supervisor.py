@@ -76,7 +76,9 @@ class Supervisor:
         try:
             worker.run(self.stop)
         except BaseException as e:
-            log.error("%s: a worker failed: %s: %s", self.name, type(e).__name__, e, exc_info=not _expected(e))
+            # A user mistake (OnceonlyError) is re-raised and printed once by the command; anything else is a bug.
+            level = logging.DEBUG if _expected(e) else logging.ERROR
+            log.log(level, "%s: a worker failed: %s: %s", self.name, type(e).__name__, e, exc_info=not _expected(e))
             self.errors.append(e)
             self.request_stop()
 

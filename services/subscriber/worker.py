@@ -94,12 +94,14 @@ class Subscriber:
         consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG))
         producer = Producer(confluent_producer_config(self.settings, logger=KAFKA_LOG))
         self._consumer, self._producer = consumer, producer
+        started = False
         try:
             self._check_topics(consumer)
             consumer.subscribe(
                 self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
             )
             log.info("subscriber %s: %s -> %r (group %s)", self.holder, ",".join(self.topics), self.sink, self.group_id)
+            started = True
             while not stop.is_set():
                 batch = next_batch(consumer, self.config.batch_size, self._carry)
                 if batch:
@@ -111,7 +113,8 @@ class Subscriber:
                 self.sink.close()
                 producer.flush(1.0)
                 self._consumer = self._producer = None
-            log.info("subscriber %s stopped: %s", self.holder, dict(self.stats))
+            if started:  # a worker refused at start says so once, as the command's error line
+                log.info("subscriber %s stopped: %s", self.holder, dict(self.stats))
 
     def _open_sink(self, stop: threading.Event) -> bool:
         """Open the sink, waiting out a store that is down at startup (a bad mapping still fails at once)."""
