@@ -100,8 +100,13 @@ def log_context(**fields: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+_NOISE = frozenset({"color_message"})  # uvicorn's copy of the message with terminal colour codes
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and k not in _NOISE and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):

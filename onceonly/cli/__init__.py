@@ -10,6 +10,7 @@ from onceonly.cli import (
     audit_cmd,
     demo_cmd,
     distributor_cmd,
+    gateway_cmd,
     interest_cmd,
     publish_cmd,
     registry_cmd,
@@ -40,6 +41,7 @@ app.add_typer(schemas_cmd.app, name="schemas")
 app.add_typer(subscriber_cmd.app, name="subscriber")
 app.add_typer(distributor_cmd.app, name="distributor")
 app.add_typer(tracker_cmd.app, name="tracker")
+app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(interest_cmd.app, name="interest")
 app.command("publish")(publish_cmd.publish)

@@ -11,4 +11,5 @@ __all__ = ["GatewayConfig", "create_app", "load_gateway_config", "serve"]
 def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 8090) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    # log_config=None: uvicorn's lines go through the service's own (JSON) logging, see start_service
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info", log_config=None)
