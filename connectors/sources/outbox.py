@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.sources.config import OutboxSourceConfig
+from connectors.sources.outbox_lock import OutboxLock
 from connectors.sources.outbox_tables import Listener, dead_letter_table, install_notify_trigger
 from connectors.sources.runner import Step
 from onceonly.errors import ConfigError
@@ -46,6 +47,8 @@ class OutboxSource:
         self.publisher = publisher
         self.engine: sa.Engine | None = None
         self.listener: Listener | None = None
+        self.lock: OutboxLock | None = None
+        self.standing_by = False
         names = ("id", "aggregate_type", "aggregate_id", "payload", "created_at", "sent_at")
         self.outbox = sa.table(config.table, *(sa.column(n) for n in names), schema=config.db_schema)
         self.dead = dead_letter_table(config.dead_letter_table, config.db_schema)
@@ -70,8 +73,11 @@ class OutboxSource:
             engine.dispose()
             raise
         self.engine = engine
+        self.lock = OutboxLock(engine, self.config.table, self.config.db_schema)
 
     def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
         if self.listener is not None:
             self.listener.close()
         if self.engine is not None:
@@ -92,8 +98,16 @@ class OutboxSource:
             return int(conn.execute(query).scalar_one())
 
     def step(self) -> Step:
-        """Publish the oldest unsent rows (one batch); mark the acknowledged ones sent."""
-        assert self.engine is not None
+        """Publish the oldest unsent rows (one batch); mark the acknowledged ones sent. A standby publishes nothing."""
+        assert self.engine is not None and self.lock is not None
+        if not self.lock.acquire():
+            if not self.standing_by:
+                log.info("source %s: standing by, another instance publishes %s", self.name, self.lock.name)
+            self.standing_by = True
+            return Step()
+        if self.standing_by:
+            log.info("source %s: took over publishing %s", self.name, self.lock.name)
+            self.standing_by = False
         o = self.outbox.c
         query = (
             sa.select(o.id, o.aggregate_type, o.aggregate_id, o.payload, o.created_at)

@@ -38,10 +38,19 @@ class Ack:
 
 
 class Delivery:
-    """Sends records and resolves their futures from delivery reports; ``last_error`` says why the broker is silent."""
+    """Sends records and resolves their futures from delivery reports; ``last_error`` says why the broker is silent.
+
+    An idempotent producer that hits a fatal error (the broker fenced its producer id, a sequence gap it cannot
+    close) refuses every later record. Like a Kafka Connect task restart, the next send replaces it with a fresh
+    producer; the records the old one held fail as retriable, so callers send them again (same event ids).
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer({**config, "error_cb": self._on_error})
+        self._config = {**config, "error_cb": self._on_error}
+        self._producer = Producer(self._config)
+        self._renewing = threading.Lock()
+        self._fatal: str | None = None
+        self.renewals = 0
         self._closing = threading.Event()
         self.last_error: str | None = None
         self._poller = threading.Thread(target=self._poll, name="onceonly-delivery", daemon=True)
@@ -49,12 +58,32 @@ class Delivery:
 
     def _on_error(self, error: KafkaError) -> None:
         self.last_error = f"{error.name()}: {error.str()}"
+        if error.fatal():
+            self._fatal = self.last_error
         level = logging.ERROR if error.fatal() else logging.WARNING
         log.log(level, "producer: %s", self.last_error)
 
     def _poll(self) -> None:
         while not self._closing.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except RuntimeError:  # polled the producer just replaced and closed: the next turn polls the new one
+                continue
+
+    def _renew_if_fatal(self) -> None:
+        """Swap a producer in a fatal state for a new one; what the old one held fails (retriable) via purge."""
+        if self._fatal is None:
+            return
+        with self._renewing:
+            if self._fatal is None:
+                return
+            old, why = self._producer, self._fatal
+            self._producer, self._fatal = Producer(self._config), None
+            self.renewals += 1
+            log.warning("producer: replaced after a fatal error (%s); unacknowledged records will be sent again", why)
+            old.purge()
+            old.flush(1.0)  # fires the purged records' delivery reports
+            old.close()
 
     def send(
         self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, str | bytes | None]] | None = None
@@ -67,18 +96,20 @@ class Delivery:
                 return
             if error is None:
                 future.set_result(Ack(str(message.topic()), message.partition() or 0, message.offset() or 0))
-            else:
-                retriable = error.code() not in _FINAL and not error.fatal()
+            else:  # a fatal error is retriable too: the next send comes from a fresh producer
+                retriable = error.code() not in _FINAL
                 future.set_exception(PublishFailed(f"{error.name()}: {error.str()}", retriable=retriable))
 
+        self._renew_if_fatal()
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers, on_delivery=report)
                 return future
             except BufferError:  # the local queue is full: the poller is draining it
                 time.sleep(0.002)
-            except KafkaException as e:  # a fatal producer state: nothing more can be sent with it
-                future.set_exception(PublishFailed(f"the producer refused the record: {e}", retriable=False))
+            except KafkaException as e:  # a fatal producer state: the next send starts a fresh producer
+                self._fatal = self._fatal or str(e)
+                future.set_exception(PublishFailed(f"the producer refused the record: {e}", retriable=True))
                 return future
 
     def close(self, timeout: float = 10.0) -> int:

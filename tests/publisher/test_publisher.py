@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 from change_kit import GOOD_ID, person_change, person_id, read_topic
+from confluent_kafka import KafkaError
 
 from onceonly import AsyncPublisher, Publisher
 from onceonly.publisher import BatchFailed, PublishFailed
@@ -110,3 +111,15 @@ def test_unreachable_broker_fails_within_the_delivery_timeout(topics: Settings) 
     assert time.monotonic() - start < 15
     assert e.value.retriable and "timed out" in str(e.value).lower()
     assert len(batch.value.failures) == 3
+
+
+def test_a_producer_in_a_fatal_state_is_replaced_and_publishing_goes_on(topics: Settings) -> None:
+    with Publisher(topics) as publisher:
+        publisher.publish(person_change(person_id(1)))
+        delivery = publisher._delivery
+        # A fatal error needs the broker to fence the producer id; the embedded broker did that once under load,
+        # but it cannot be caused on purpose, so librdkafka's error callback is called as librdkafka would call it.
+        delivery._on_error(KafkaError(KafkaError._FENCED, "producer fenced (test)", fatal=True))
+        publisher.publish(person_change(person_id(2)))
+        assert delivery.renewals == 1 and delivery.last_error == "_FENCED: producer fenced (test)"
+    assert [key for key, _, _ in read_topic(topics, "change.person", expect=2)] == [person_id(1), person_id(2)]
