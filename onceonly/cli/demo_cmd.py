@@ -24,6 +24,9 @@ def demo(
 ) -> None:
     """Run the whole story: six departments, a wave of changes recorded once, every holder updated and checked.
 
+    public_security records through its outbox (outbox source), civil_affairs through daily CSV exports (snapshot
+    diff), health through the HTTP gateway, hrss through the Python SDK; the adapters run as child processes.
+
     Starts the embedded stack if none runs (and stops it after, unless --keep). Exit code 0 only if every holder's
     store equals the authorities' truth projected through its agreement.
 
@@ -36,8 +39,13 @@ def demo(
     opts = DemoOptions(
         people=people, rate=rate, database_url=database_url, keep=keep, state_dir=state_dir, timeout=timeout
     )
+    _interrupt_on_sigterm()
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         result = run_demo(opts, lambda m: live.console.print(m), live.update)
+    if not console.is_terminal:  # rich leaves the last line of a non-terminal Live unterminated
+        console.line()
+    for line in result.adapters.lines():
+        console.print(line, highlight=False, soft_wrap=True)
     if result.dead_letters:
         console.print(f"poison record dead-lettered: {result.poison_reason or '(reason header missing)'}")
     for holder, problems in result.problems.items():
@@ -45,3 +53,14 @@ def demo(
     console.print(result.line(), highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM and SIGHUP end the demo like Ctrl-C: its adapter processes and the stack it started are stopped."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)

@@ -7,6 +7,7 @@ change that did not land, not a difference of opinion.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -67,6 +68,11 @@ def expected_tables(
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | dict) and isinstance(b, str):  # a JSON column read back without its type (SQLite)
+        try:
+            b = json.loads(b)
+        except ValueError:
+            return False
     if a is None or b is None:
         return a is b or (a in (None, False) and b in (None, False))
     return bool(a == b) or str(a) == str(b)

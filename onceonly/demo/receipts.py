@@ -35,7 +35,8 @@ class ReceiptWatch:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:  # started
+            self._thread.join(10)
 
     def _run(self) -> None:
         topic = self.settings.topic("receipts")

@@ -1,32 +1,40 @@
 """``onceonly demo``: a city's departments on the embedded stack, a wave of changes recorded once, proof of it.
 
 Everything runs for real: the broker, the registry, the distributor and one subscriber per holder (threads of
-this process), each holder with its own SQLite (or PostgreSQL) database. The run ends when every holder's store
-equals the authorities' truth projected through its agreement, or when the time limit passes.
+this process), each holder with its own SQLite (or PostgreSQL) database. The authorities hand their changes over
+the way real systems would (``authorities.py``): public_security through its outbox and the outbox source,
+civil_affairs through daily CSV exports and the snapshot-diff source, health through the HTTP gateway, hrss
+through the Python SDK; the adapters run as child processes (``adapters.py``). The run ends when every holder's
+store equals the authorities' truth projected through its agreement, or when the time limit passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from onceonly.catalog import schema_dir
+from onceonly.demo.adapters import AdapterCounts, AdapterProcesses
+from onceonly.demo.authorities import CivilRegistry, GatewayPoster, Hukou
 from onceonly.demo.city import seed_city
 from onceonly.demo.expected import differences, expected_tables
 from onceonly.demo.holders import HOLDERS, create_store, holder_agreement, sqlite_store, subscriber_config
 from onceonly.demo.receipts import ReceiptWatch
-from onceonly.demo.truth import Truth
+from onceonly.demo.truth import Record, Truth
 from onceonly.demo.workload import Step, seed, wave
 from onceonly.settings import Settings
 from onceonly.stack.cluster import cluster
 from onceonly.standard import RegistryClient, Serde, declared_subjects
 
 POISON = b"\x00\x00\x00\xff\xffnot an avro body"
+BATCH = 500  # changes handed to the registration system and to the SDK (one publish_many) at a time
 
 
 @dataclass
@@ -50,6 +58,7 @@ class DemoResult:
     p99_ms: int
     changes_per_s: float
     problems: dict[str, list[str]] = field(default_factory=dict)
+    adapters: AdapterCounts = field(default_factory=AdapterCounts)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +73,7 @@ class DemoResult:
 
 
 class Demo:
-    """One run: topics, schemas, stores, services, workload, verification."""
+    """One run: topics, schemas, stores, services, adapters, workload, verification."""
 
     def __init__(self, opts: DemoOptions, base: Settings, say: Callable[[str], None]) -> None:
         from services.distributor import load_agreements
@@ -75,7 +84,7 @@ class Demo:
         self.settings = base.model_copy(update={"topic_prefix": f"{base.topic_prefix}demo{self.run_id}."})
         self.agreements = load_agreements(schema_dir() / "agreements.yaml")
         self.serde = Serde(RegistryClient(self.settings.registry_url))
-        self.folder = opts.state_dir / "demo" / self.run_id
+        self.folder = (opts.state_dir / "demo" / self.run_id).resolve()
         self.truth = Truth()
         self.log: list[dict[str, Any]] = []
         self.interest: set[str] = set()
@@ -84,6 +93,13 @@ class Demo:
         self.stores: dict[str, str] = {}
         self.configs: dict[str, Any] = {}
         self.workers: list[Any] = []
+        # the authorities' systems and the adapters between them and the platform
+        self.hukou: Hukou | None = None
+        self.civil = CivilRegistry(self.folder / "civil_affairs" / "exports")
+        self.adapters = AdapterProcesses(self.folder, self.settings, opts.state_dir)
+        self.health: GatewayPoster | None = None
+        self.sdk: Any = None  # hrss's Publisher
+        self.counts = AdapterCounts()
 
     def prepare(self) -> None:
         from onceonly.topics import apply_topics
@@ -99,11 +115,20 @@ class Demo:
             config = subscriber_config(agreement, url)
             create_store(url, config.sink)  # type: ignore[arg-type]  # the demo's sinks are SQL (holders.py)
             self.stores[holder], self.configs[holder] = url, config
-        self.say(f"topics, schemas and {len(HOLDERS)} department stores ready under {self.folder}")
+        # public_security's registration system: its own database (SQLite), or schema hukou in its database
+        if self.opts.database_url:
+            self.hukou = Hukou(self.stores["public_security"], schema="hukou")
+        else:
+            self.hukou = Hukou(f"sqlite:///{self.folder / 'hukou.db'}")
+        self.hukou.create()
+        self.adapters.write_configs(self.hukou.url, self.hukou.schema, self.civil.folder)
+        self.say(
+            f"topics, schemas, {len(HOLDERS)} department stores and the authorities' systems ready under {self.folder}"
+        )
 
     def _store_url(self, holder: str) -> str:
         if not self.opts.database_url:
-            return sqlite_store(self.folder.resolve(), holder)
+            return sqlite_store(self.folder, holder)
         import sqlalchemy as sa
 
         name = f"demo_{self.run_id}_{holder}"
@@ -125,6 +150,17 @@ class Demo:
             t.start()
             self.threads.append(t)
 
+    def start_adapters(self) -> None:
+        """The outbox source and the gateway as child processes; health's poster and hrss's SDK publisher here."""
+        from onceonly.publisher import Publisher
+
+        self.adapters.start()
+        self.health = GatewayPoster(self.adapters.gateway_url, self.adapters.health_key, lanes=4)
+        self.sdk = Publisher(self.settings)
+        self.say(
+            f"adapters running: outbox source, gateway on {self.adapters.gateway_url} (logs in {self.folder / 'logs'})"
+        )
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until every service owns its partitions, so propagation times measure propagation, not group joins."""
         deadline = time.monotonic() + timeout
@@ -140,40 +176,99 @@ class Demo:
         while time.monotonic() < deadline:
             if done():
                 return True
+            if self.adapters.dead():
+                return False
             time.sleep(0.2)
         return False
+
+    def stop_adapters(self) -> None:
+        """Stop the child processes and close the in-process clients (safe to call more than once)."""
+        self.refresh_counts()
+        if self.health is not None:
+            self.health.close()
+            self.health = None
+        self.adapters.stop()
+        if self.sdk is not None:
+            self.sdk.close(5.0)
+            self.sdk = None
+        if self.hukou is not None:
+            self.hukou.close()
 
     def stop_services(self) -> None:
         self.stop.set()
         for t in self.threads:
             t.join(15)
 
-    def publish(self, steps: Iterator[Step], publisher: Any) -> int:
-        """Send the steps in batches (at ``rate`` per second when set); returns how many were sent."""
-        sent = 0
-        batch: list[dict[str, Any]] = []
-        started = time.monotonic()
+    # -- recording changes at the authorities ------------------------------------------------------------
+    def record(self, steps: Iterator[Step]) -> int:
+        """Each step at its authority, handed to its adapter (at ``rate`` per second when set); returns how many."""
+        assert self.hukou is not None and self.health is not None
+        batches: dict[str, list[Record]] = {"public_security": [], "hrss": []}
+        started, count = time.monotonic(), 0
         for step in steps:
-            batch.append(step.change)
-            if len(batch) >= 500:
-                sent += self._flush(batch, publisher, started, sent)
-        if batch:
-            sent += self._flush(batch, publisher, started, sent)
-        return sent
+            self.log.append(step.change)
+            count += 1
+            if step.authority == "health":
+                self.health.submit(step.change)
+            elif step.authority == "civil_affairs":
+                self.civil.record(step.change)
+            elif step.authority in batches:
+                batches[step.authority].append(step.change)
+            else:
+                raise ValueError(f"no adapter for authority {step.authority}")
+            if count % BATCH == 0:
+                self._flush(batches)
+                if self.opts.rate and (ahead := count / self.opts.rate - (time.monotonic() - started)) > 0:
+                    time.sleep(ahead)
+        self._flush(batches)
+        return count
 
-    def _flush(self, batch: list[dict[str, Any]], publisher: Any, started: float, sent: int) -> int:
-        now = int(time.time() * 1000)
-        for change in batch:
-            change["recorded_at"] = change["ts_ms"] = now
-        publisher.publish_many(batch)
-        self.log.extend(batch)
-        n = len(batch)
-        batch.clear()
-        if self.opts.rate:
-            ahead = (sent + n) / self.opts.rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-        return n
+    def _flush(self, batches: dict[str, list[Record]]) -> None:
+        assert self.hukou is not None
+        self.hukou.record(batches["public_security"])
+        if batches["hrss"]:
+            now = int(time.time() * 1000)
+            for change in batches["hrss"]:
+                change["recorded_at"] = change["ts_ms"] = now
+            self.sdk.publish_many(batches["hrss"])
+            self.counts.sdk_published += len(batches["hrss"])
+        for batch in batches.values():
+            batch.clear()
+
+    def outbox_drained(self) -> bool:
+        assert self.hukou is not None
+        written, sent = self.hukou.counts()
+        return sent >= written
+
+    def end_of_day(self, day: date) -> None:
+        """health's posts answered, civil affairs' exports written and diffed (twice), a client retry replayed."""
+        assert self.health is not None
+        if not self.health.drain(120):
+            self.say("[yellow]health: some gateway posts still unanswered after 120 s[/]")
+        self.counts.gateway_replay_checked = self.health.repost_first()
+        rows = self.civil.export(day)
+        self.counts.snapshot_rows = sum(rows.values())
+        first = self.adapters.snapshot_once()
+        self.counts.snapshot_runs.append(first)
+        self.say(
+            f"civil affairs exported {self.counts.snapshot_rows} registrations; "
+            f"snapshot diff published {first.published} in {first.seconds:.1f} s"
+        )
+        again = self.adapters.snapshot_once()
+        self.counts.snapshot_runs.append(again)
+        self.say(f"snapshot diff re-run on the same export: {again.published} published")
+
+    def refresh_counts(self) -> AdapterCounts:
+        """The adapters' counters now (the outbox figures from the registration database)."""
+        c = self.counts
+        if self.hukou is not None:
+            with contextlib.suppress(Exception):  # a count for the display must never stop the demo
+                c.outbox_written, c.outbox_published = self.hukou.counts()
+                c.outbox_dead = self.hukou.dead_lettered()
+        if self.health is not None:
+            c.gateway_posted, c.gateway_accepted = self.health.posted, self.health.accepted
+            c.gateway_retries, c.gateway_refused = self.health.retries, list(self.health.refused)
+        return c
 
     def register_interest(self, share: int = 3) -> None:
         """The provident fund follows only its depositors: every ``share``-th person."""
@@ -186,6 +281,7 @@ class Demo:
                 self.interest.add(key)
 
     def inject_poison(self) -> None:
+        """A record no adapter would let through, written straight to a change topic."""
         from confluent_kafka import Producer
 
         from onceonly.kafka import confluent_producer_config
@@ -231,7 +327,9 @@ class Demo:
 
 
 def progress_table(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str]]) -> Any:
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"onceonly demo {demo.run_id}: {len(demo.log)} changes recorded once", expand=False)
     for column in ("holder", "applied", "skipped", "dead letters", "state"):
@@ -242,7 +340,7 @@ def progress_table(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str
         state = problems.get(holder)
         shown = "…" if state is None else ("[green]converged[/]" if not state else f"{len(state)}+ differences")
         table.add_row(holder, str(o.get("applied", 0)), str(skipped), str(o.get("dead_lettered", 0)), shown)
-    return table
+    return Group(table, Text(demo.refresh_counts().short()))
 
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any], None]) -> DemoResult:
@@ -250,28 +348,32 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
     with cluster(opts.state_dir, keep=opts.keep, say=say) as base:
         demo = Demo(opts, base, say)
         demo.prepare()
-        demo.start_services()
-        demo.wait_ready()
         watch = ReceiptWatch(demo.settings, demo.serde)
-        watch.start()
-        from onceonly.publisher import Publisher
-
         problems: dict[str, list[str]] = {}
-        ticker = threading.Thread(target=_tick, args=(demo, watch, problems, live), daemon=True, name="progress")
-        ticker.start()
+        count, reason, elapsed = 0, "", 0.0
         try:
+            demo.start_services()
+            demo.start_adapters()
+            demo.wait_ready()
+            watch.start()
+            ticker = threading.Thread(target=_tick, args=(demo, watch, problems, live), daemon=True, name="progress")
+            ticker.start()
             city = seed_city(opts.people)
             started = time.monotonic()
-            with Publisher(demo.settings) as publisher:
-                demo.publish(seed(city, demo.truth), publisher)
-                say(f"seeded {opts.people} people at public security")
-                demo.register_interest()
-                fills = len(demo.interest)
-                filled = demo.wait_for(lambda: sum(watch.outcomes["housing_fund"].values()) >= fills, 120)
-                say(f"housing fund registered interest in {fills} depositors" + (", filled" if filled else ""))
-                demo.publish(wave(city, demo.truth), publisher)
-                demo.inject_poison()
-            say(f"published {len(demo.log)} changes; waiting for every holder to converge")
+            demo.record(seed(city, demo.truth))
+            published = demo.wait_for(demo.outbox_drained, 300)
+            say(
+                f"seeded {opts.people} people at public security"
+                + ("; its outbox source published them" if published else "; [yellow]outbox not drained yet[/]")
+            )
+            demo.register_interest()
+            fills = len(demo.interest)
+            filled = demo.wait_for(lambda: sum(watch.outcomes["housing_fund"].values()) >= fills, 120)
+            say(f"housing fund registered interest in {fills} depositors" + (", filled" if filled else ""))
+            demo.record(wave(city, demo.truth))
+            demo.end_of_day(date.today())
+            demo.inject_poison()
+            say(f"recorded {len(demo.log)} changes at their authorities; waiting for every holder to converge")
             deadline = time.monotonic() + opts.timeout
             while time.monotonic() < deadline:
                 problems.update(demo.check())
@@ -280,6 +382,10 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
                 if dead := [t.name for t in demo.threads if not t.is_alive()]:
                     say(f"[red]a service stopped unexpectedly: {', '.join(dead)}[/]; see the log above")
                     break
+                if stopped := demo.adapters.dead():
+                    for child in stopped:
+                        say(f"[red]the {child.name} stopped unexpectedly[/]: {child.tail()}")
+                    break
                 time.sleep(2)
             elapsed = time.monotonic() - started
             count, reason = demo.dead_letters()
@@ -287,12 +393,13 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
                 time.sleep(1)
                 count, reason = demo.dead_letters()
         finally:
+            demo.stop_adapters()
             demo.stop_services()
             watch.stop()
         live(progress_table(demo, watch, problems))
         return DemoResult(
             holders=len(HOLDERS),
-            converged=[h for h in HOLDERS if not problems.get(h)],
+            converged=[h for h in HOLDERS if problems.get(h) == []],
             changes=len(demo.log),
             dead_letters=count,
             poison_reason=reason,
@@ -300,6 +407,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
             p99_ms=watch.percentile(0.99),
             changes_per_s=len(demo.log) / elapsed if elapsed else 0.0,
             problems={h: p for h, p in problems.items() if p},
+            adapters=demo.counts,
         )
 
 

@@ -58,6 +58,13 @@ def upgrade_id15(id15: str) -> str:
     return first17 + id18_check_char(first17)
 
 
+def legacy_id15(id18: str) -> str | None:
+    """The 15-digit number a valid 18-character one was upgraded from (born 1900-1999): the same person; else None."""
+    if resident_id_problem(id18) is not None or len(id18) != 18 or id18[6:8] != "19":
+        return None
+    return id18[:6] + id18[8:17]
+
+
 def uscc_check_char(first17: str) -> str:
     """GB 32100-2015 check character of a unified social credit code."""
     total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS, strict=True))

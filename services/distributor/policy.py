@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from onceonly.standard.identity import legacy_id15
 from services.distributor.projection import Route
 from services.distributor.state import InterestSet
 
@@ -79,7 +80,9 @@ def decide_change(
     chosen = routes if isinstance(routes, Mapping) else governing(routes, now)
     for holder, route in sorted(chosen.items()):
         agreement = route.agreement
-        if agreement.interest == "interest" and not interest.interested(holder, key, old_key):
+        # Interest registered under a 15-digit ID number covers its 18-digit form: a change addressed to the new
+        # number (a death from another authority) can reach the distributor before the upgrade that carries it over.
+        if agreement.interest == "interest" and not interest.interested(holder, key, old_key, legacy_id15(key)):
             continue
         if agreement.condition and not _in_condition(agreement.condition.matches, change, previous):
             continue

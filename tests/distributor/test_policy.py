@@ -8,7 +8,17 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from distributor_kit import NEW_ID18, OLD_ID15, THREE_HOLDERS, enterprise, envelope, person, person_id, write_agreements
+from distributor_kit import (
+    NEW_ID18,
+    OLD_ID15,
+    THREE_HOLDERS,
+    death,
+    enterprise,
+    envelope,
+    person,
+    person_id,
+    write_agreements,
+)
 
 from services.distributor.agreements import Agreements, load_agreements
 from services.distributor.policy import Decision, decide_change, decide_fill, fill_event_id
@@ -82,6 +92,14 @@ def test_interest_only_holders_get_entities_they_registered_and_upgrades_of_them
         OLD_ID15,
         "identifier_upgraded",
     )
+
+
+def test_interest_in_a_15_digit_number_covers_a_death_that_overtakes_its_upgrade(agreements: Agreements) -> None:
+    interest = InterestSet()
+    interest.add("housing_fund", "person", OLD_ID15)
+    died = death(NEW_ID18)  # health uses the 18-digit number; the upgrade has not reached the distributor yet
+    assert "housing_fund" in by_holder(decide_change(died, routes(agreements, "death"), interest, NOW))
+    assert "housing_fund" not in by_holder(decide_change(death(KEY), routes(agreements, "death"), interest, NOW))
 
 
 def test_a_district_condition_delivers_residents_and_those_leaving(agreements: Agreements) -> None:

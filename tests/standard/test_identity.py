@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from onceonly.standard import event_id, resident_id_problem, upgrade_id15, uscc_problem
-from onceonly.standard.identity import id18_check_char, uscc_check_char
+from onceonly.standard.identity import id18_check_char, legacy_id15, uscc_check_char
 
 
 def test_the_published_example_id_number_is_valid() -> None:
@@ -36,6 +36,14 @@ def test_a_15_digit_number_upgrades_to_its_18_digit_form() -> None:
     assert upgraded == "11010519491231002X"
     with pytest.raises(ValueError, match="only a 15-digit"):
         upgrade_id15(upgraded)
+
+
+def test_an_18_digit_number_of_the_1900s_names_the_15_digit_number_it_was_upgraded_from() -> None:
+    assert legacy_id15("11010519491231002X") == "110105491231002"
+    assert legacy_id15(upgrade_id15("110105491231002")) == "110105491231002"
+    assert legacy_id15("110105200001010016") is None  # born in 2000: never had a 15-digit number
+    assert legacy_id15("110105194912310021") is None  # wrong check character: not an ID number
+    assert legacy_id15("91110105MA0000001X") is None  # a credit code
 
 
 def test_unified_social_credit_code_check() -> None:
