@@ -12,6 +12,7 @@ Every child is stopped (SIGTERM, then SIGKILL after a grace period) when the dem
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -65,9 +66,15 @@ class Child:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._out = self.log.open("ab")
-        # Same process group as the demo: a Ctrl-C or a closed terminal reaches the adapters too.
+        # Same process group as the demo: a Ctrl-C or a closed terminal reaches the adapters too; and if the demo
+        # is killed outright (SIGKILL), the kernel sends them SIGTERM (Linux), so no adapter outlives it.
         self.proc = subprocess.Popen(
-            self.cmd, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env
+            self.cmd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            preexec_fn=_term_with_parent if sys.platform == "linux" else None,
         )
 
     def alive(self) -> bool:
@@ -94,6 +101,11 @@ class Child:
             self._out.close()
             self._out = None
         return None if proc is None else proc.returncode
+
+
+def _term_with_parent() -> None:
+    """In the child, before exec: ask for SIGTERM when the parent dies (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @dataclass
