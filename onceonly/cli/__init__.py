@@ -10,14 +10,21 @@ from onceonly.cli import (
     audit_cmd,
     demo_cmd,
     distributor_cmd,
+    dlq_cmd,
     gateway_cmd,
+    holder_cmd,
     interest_cmd,
+    lag_cmd,
+    operator_cmd,
     publish_cmd,
     registry_cmd,
     render_cmd,
+    replay_cmd,
     schemas_cmd,
+    scorecard_cmd,
     source_cmd,
     stack_cmd,
+    status_cmd,
     subscriber_cmd,
     topics_cmd,
     tracker_cmd,
@@ -47,6 +54,14 @@ app.add_typer(interest_cmd.app, name="interest")
 app.command("publish")(publish_cmd.publish)
 app.add_typer(source_cmd.app, name="source")
 app.command("demo")(demo_cmd.demo)
+app.add_typer(dlq_cmd.app, name="dlq")
+app.command("scorecard")(scorecard_cmd.scorecard)
+app.add_typer(operator_cmd.app, name="operator")
+app.command("replay")(replay_cmd.replay)
+app.add_typer(holder_cmd.app, name="holder")
+app.command("status")(status_cmd.status)
+app.command("trace")(status_cmd.trace)
+app.command("lag")(lag_cmd.lag)
 
 
 def main() -> None:

@@ -126,6 +126,9 @@ def platform_acls(s: Settings) -> list[Acl]:
         _topic(o, s, "receipts", READ),
         _topic(o, s, "interest", READ_WRITE),
         _topic(o, s, "audit.deliveries", READ_WRITE),
+        _topic(o, s, "change.", WRITE, "prefixed"),  # re-drives a distributor dead letter to the topic it came from
+        _topic(o, s, "audit.operations", READ_WRITE),  # the operators' ledger of re-drives and edits
+        _topic(o, s, "audit.replays", READ_WRITE),  # the ledger of replays and bootstraps
         _group(o, s, OPERATOR, "prefixed"),
         _group(o, s, READER_GROUP, "prefixed"),
         Acl(o, "group", "*", "literal", ("Describe",)),  # lag of every holder's group

@@ -1,0 +1,46 @@
+"""Operator fixtures: a namespace with the catalog's topics a whole module can share, and Redis keys cleaned up."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from onceonly.settings import Settings
+from onceonly.testing import StackInfo
+
+
+def _forget(settings: Settings) -> None:
+    """Remove the namespace's Redis keys (receipts, traces, locks): the machine's Redis is shared."""
+    if settings.redis_url:
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = list(client.scan_iter(f"{settings.topic_prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def module_topics(stack: StackInfo) -> Iterator[Settings]:
+    """Like ``topics``, for a module whose tests share one scenario."""
+    from onceonly.topics import apply_topics
+
+    settings = Settings(
+        bootstrap_servers=stack.bootstrap_servers,
+        registry_url=stack.registry_url,
+        redis_url=stack.redis_url,
+        broker_quirks=stack.broker_quirks,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        profile="dev",
+    )
+    apply_topics(settings)
+    yield settings
+    _forget(settings)
+
+
+@pytest.fixture
+def clean_redis(settings: Settings) -> Iterator[None]:
+    yield
+    _forget(settings)
