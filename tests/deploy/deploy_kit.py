@@ -35,7 +35,6 @@ SUPPORTED_IMAGES: dict[str, set[str]] = {
 }
 
 # Commands being written alongside this work; their options are checked once they exist.
-NAMED_COMMANDS = {("gateway", "serve"), ("operator", "serve"), ("distributor", "run"), ("subscriber", "run")}
 # Python modules run as services (python -m ...).
 SERVICE_MODULES = {"services.tracker"}
 # Environment names the platform reads besides Settings fields.
@@ -160,8 +159,6 @@ def command_problem(argv: list[str]) -> str | None:
         return f"not an onceonly command: {argv}"
     cmd, path, rest = _resolve(argv[1:])
     if cmd is None or _is_group(cmd):
-        if tuple(argv[1:3]) in NAMED_COMMANDS:
-            return None  # named in the design, not written yet
         return f"no such command: onceonly {' '.join(argv[1:3])}"
     try:
         cmd.make_context(" ".join(["onceonly", *path]), rest)  # parses and validates, runs nothing
