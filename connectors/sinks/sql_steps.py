@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,11 @@ class Target:
     @property
     def key(self) -> sa.Column[Any]:
         return self.table.c[self.mapping.key_column]
+
+    @cached_property
+    def types(self) -> dict[str, sa.types.TypeEngine[Any]]:
+        """Column -> its type, looked up once (``table.c[name]`` per value was a fifth of the sink's time)."""
+        return {c.key: c.type for c in self.table.c}
 
 
 @dataclass
@@ -84,7 +90,7 @@ class Tables:
         m, end = target.mapping, self.ends.get(entity_type)
         if end is None:  # the end's entity type is no longer mapped: the record still stays ended
             return {_marked(m): m.deleted_value}
-        fields = {col: coerce((record or {}).get(f), target.table.c[col].type) for f, col in end.columns.items()}
+        fields = {col: coerce((record or {}).get(f), target.types[col]) for f, col in end.columns.items()}
         return fields | {_marked(m): m.deleted_value if end.deleted_value is None else end.deleted_value}
 
 
@@ -145,7 +151,8 @@ def row_values(target: Target, change: Change) -> dict[str, Any]:
     """The department's columns for the fields this change carries (fields not granted are left untouched)."""
     m = target.mapping
     after: Mapping[str, Any] = change.after or {}
-    row = {col: coerce(after[field], target.table.c[col].type) for field, col in m.columns.items() if field in after}
+    types = target.types
+    row = {col: coerce(after[field], types[col]) for field, col in m.columns.items() if field in after}
     if m.deleted_column and m.active_value is not None:
         row[m.deleted_column] = m.active_value
     row.update(_meta(m, change))

@@ -14,6 +14,7 @@ from onceonly.cli import (
     gateway_cmd,
     holder_cmd,
     interest_cmd,
+    keys_cmd,
     lag_cmd,
     operator_cmd,
     publish_cmd,
@@ -49,6 +50,7 @@ app.add_typer(subscriber_cmd.app, name="subscriber")
 app.add_typer(distributor_cmd.app, name="distributor")
 app.add_typer(tracker_cmd.app, name="tracker")
 app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(interest_cmd.app, name="interest")
 app.command("publish")(publish_cmd.publish)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -103,8 +104,26 @@ class Publisher:
 
     def send(self, prepared: Sequence[Prepared]) -> list[PublishResult | PublishFailed]:
         """Send prepared changes; one outcome per change, in order (for sources that mark rows one by one)."""
-        futures = [self.submit(p) for p in prepared]
-        return [self.settle(p, f) for p, f in zip(prepared, futures, strict=True)]
+        acks = self._delivery.send_many(
+            [(p.topic, p.key, p.value, p.headers) for p in prepared], self.delivery_timeout + 15.0
+        )
+        outcomes: list[PublishResult | PublishFailed] = []
+        published: Counter[tuple[str, str]] = Counter()
+        for p, ack in zip(prepared, acks, strict=True):
+            if isinstance(ack, Ack):
+                published[(p.authority, p.entity_type)] += 1
+                outcomes.append(
+                    PublishResult(p.event_id, ack.topic, ack.partition, ack.offset, p.entity_key, p.authority_version)
+                )
+            elif ack is None:
+                why = f"no delivery report within {self.delivery_timeout + 15:.0f}s"
+                outcomes.append(PublishFailed(why, event_id=p.event_id))
+            else:
+                why = f"{ack}; last broker error: {self.last_error}" if self.last_error else str(ack)
+                outcomes.append(PublishFailed(why, retriable=ack.retriable, event_id=p.event_id))
+        for (authority, entity_type), n in published.items():
+            PUBLISHED.labels(authority, entity_type).inc(n)
+        return outcomes
 
     def settle(self, prepared: Prepared, future: Future[Ack]) -> PublishResult | PublishFailed:
         """Wait for one delivery report; librdkafka sends one within ``message.timeout.ms`` (plus a margin)."""

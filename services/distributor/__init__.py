@@ -13,7 +13,7 @@ from services.distributor.agreements import Agreement, Agreements, load_agreemen
 from services.distributor.interest import InterestClient, current_interest
 from services.distributor.ledger import Chain, LedgerBroken, verify
 from services.distributor.worker import Distributor
-from services.subscriber.supervisor import Supervisor
+from services.subscriber.supervisor import Supervisor, tune_gc
 
 __all__ = [
     "Agreement",
@@ -45,4 +45,5 @@ def run_distributor(
 ) -> None:
     """Distribute until SIGTERM/SIGINT; a stop finishes or abandons the batch in flight within ``grace`` seconds."""
     worker = make_distributor(agreements, settings, batch_size=batch_size)
+    tune_gc()
     Supervisor([worker], grace=grace, name="distributor").run(install_signals=install_signals)

@@ -44,6 +44,8 @@ class Decision:
     def fields(self) -> tuple[str, ...]:
         if self.route is None or self.record is None:
             return ()
+        if not self.withheld_fields:
+            return self.route.fields
         return tuple(f for f in self.route.fields if f not in self.withheld_fields)
 
 
@@ -146,7 +148,11 @@ def _checked(
     if why := agreement.why_not_in_force(now):
         category = "expired" if now >= agreement.ends else "not_in_force"
         return Decision(route.holder, kind, original, route, event_id, reason=why, category=category)
-    flags = frozenset(change.get("restrictions") or ()) - set(agreement.overrides)
+    restrictions = change.get("restrictions")
+    if not restrictions:  # the common case: nothing to withhold
+        record = route.project(change)
+        return Decision(route.holder, kind, original, route, event_id, record)
+    flags = frozenset(restrictions) - set(agreement.overrides)
     if "identity_protected" in flags:
         reason = f"identity_protected: the record is withheld (agreement {agreement.id} does not override it)"
         return Decision(route.holder, kind, original, route, event_id, reason=reason, category="restricted")

@@ -37,16 +37,18 @@ from onceonly.deadletter import dead_letter_headers
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config
 from onceonly.settings import Settings
+from onceonly.signing import DISTRIBUTOR, SignatureRefused, authority_verifier, signer_for
 from onceonly.standard import RegistryClient, RegistryUnavailable, Serde, SerdeError, frame
 from services.distributor.agreements import Agreements, utc_now
 from services.distributor.ledger import Chain
+from services.distributor.ledger_writer import LedgerWriter
 from services.distributor.policy import Decision, decide_change, decide_fill, governing
 from services.distributor.projection import Route, encode_envelope
 from services.distributor.recovery import committed_offsets, ledger_tail, load_interest, load_state
 from services.distributor.sending import Out, gapless_producer, send
 from services.distributor.state import InterestSet, StateView, interest_key
 from services.distributor.topology import Topics, build_routes, platform_subjects, register_routes
-from services.subscriber.polling import commit, next_batch, wait_paused
+from services.subscriber.polling import commit, fetch_tuning, next_batch, wait_paused
 
 log = logging.getLogger(__name__)
 OPS = ("c", "u", "d", "r")
@@ -124,6 +126,8 @@ class Distributor:
         self.topics = Topics.of(settings, root)
         self.routes = build_routes(agreements, self.topics, root)
         self.platform = platform_subjects(self.topics, root)
+        self.ledger = LedgerWriter(self.serde, *self.platform["ledger"])
+        self._at: tuple[datetime | None, int] = (None, 0)
         self.group_id = f"{settings.topic_prefix}distributor"
         self.stats: Counter[str] = Counter()
         self.state = StateView()
@@ -134,6 +138,9 @@ class Distributor:
         self._carry: list[Message] = []
         self._governing: dict[str, dict[str, Route]] = {}
         self._schema_ids: dict[int, int] = {}
+        # ONCEONLY_SIGNATURES=require: authorities' signatures are checked, and what is delivered is signed
+        self.verifier = authority_verifier(settings)
+        self.signer = signer_for(settings, DISTRIBUTOR)
 
     # -- start ---------------------------------------------------------------------------------------
     def prepare(self, consumer: Consumer) -> None:
@@ -181,7 +188,7 @@ class Distributor:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        consumer = Consumer(confluent_consumer_config(self.settings, self.group_id))
+        consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, **fetch_tuning(self.settings)))
         producer = gapless_producer(self.settings)
         try:
             self.prepare(consumer)
@@ -240,6 +247,10 @@ class Distributor:
         it.schema_id, it.record = decoded.schema_id, dict(decoded.record)
         if it.topic != self.topics.interest:
             it.error = _envelope_problem(it.record, self.topics.by_change_topic.get(it.topic))
+            if it.error is None and self.verifier is not None:
+                verdict = self.verifier.verify(it.key, it.value, it.headers, str(it.record["entity_type"]))
+                if not verdict.ok:
+                    it.error = SignatureRefused(f"the authority's signature does not hold: {verdict}")
 
     # -- planning (no I/O) -----------------------------------------------------------------------------
     def plan(self, items: list[Item]) -> Plan:
@@ -366,7 +377,9 @@ class Distributor:
                     category="unencodable",
                 )
             else:
-                plan.inbox.append(Out(route.inbox, str(change["entity_key"]).encode(), value))
+                key = str(change["entity_key"]).encode()
+                signed = self.signer.headers(key, value) if self.signer is not None else []
+                plan.inbox.append(Out(route.inbox, key, value, signed))
                 plan.delivered[(decision.holder, route.entity_type)] += 1
                 plan.counts["delivered"] += 1
         if not decision.delivered:
@@ -377,7 +390,10 @@ class Distributor:
     def _ledger(self, plan: Plan, decision: Decision, now: datetime) -> None:
         change, route = decision.change, decision.route
         agreement = route.agreement if route else None
-        entry = self.chain.append(
+        if self._at[0] is not now:
+            self._at = (now, int(now.astimezone(UTC).timestamp() * 1000))
+        value = self.ledger.append(
+            self.chain,
             {
                 "kind": decision.kind,
                 "outcome": "delivered" if decision.delivered else "withheld",
@@ -391,14 +407,13 @@ class Distributor:
                 "entity_type": str(change["entity_type"]),
                 "entity_key": str(change["entity_key"]),
                 "authority_version": int(change["authority_version"]),
-                "fields": list(decision.fields),
-                "withheld_fields": list(decision.withheld_fields),
+                "fields": decision.fields,
+                "withheld_fields": decision.withheld_fields,
                 "inbox": route.inbox if route and decision.delivered else None,
-                "at": int(now.astimezone(UTC).timestamp() * 1000),
-            }
+                "at": self._at[1],
+            },
         )
-        subject, schema = self.platform["ledger"]
-        plan.ledger.append(Out(self.topics.ledger, decision.holder.encode(), self.serde.encode(schema, subject, entry)))
+        plan.ledger.append(Out(self.topics.ledger, decision.holder.encode(), value))
 
     def _dead_letter(self, plan: Plan, it: Item, error: BaseException, holder: str = "") -> None:
         plan.counts["dead_lettered"] += 1

@@ -26,6 +26,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from onceonly.errors import BrokerUnavailable, OnceonlyError
 from onceonly.kafka import confluent_producer_config
 from onceonly.settings import Settings
+from onceonly.signing import DISTRIBUTOR, signed_as, signer_for
 from onceonly.standard import Serde
 from services.distributor.policy import Decision
 from services.operator.holder_lock import HolderLock, Owner
@@ -77,6 +78,7 @@ class Redelivery:
         self.progress = progress or (lambda _n: None)
         self.on_start = started or (lambda _total: None)
         self.operation_id = uuid.uuid4().hex[:12]
+        self.signer = signer_for(settings, DISTRIBUTOR)  # holders verify inbox records (ONCEONLY_SIGNATURES)
         owner = Owner.me(action, self.operation_id, operator)
         self.lock = HolderLock.for_holder(settings, holder, owner, ttl=lock_ttl)
         self.ledger = ReplayLedger(settings, serde)
@@ -202,9 +204,10 @@ class Redelivery:
             (OPERATOR_HEADER, self.operator.encode()),
         ]
         for topic, key, value in records:
+            signed = signed_as(self.signer, key, value, headers)
             while True:
                 try:
-                    producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                    producer.produce(topic, key=key, value=value, headers=signed, on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.1)

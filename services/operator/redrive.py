@@ -25,6 +25,8 @@ from typing import Any
 
 from onceonly.catalog import load_catalog
 from onceonly.settings import Settings
+from onceonly.signing import DISTRIBUTOR as DISTRIBUTOR_SIGNER
+from onceonly.signing import signed_as, signer_for
 from onceonly.standard import RegistryClient, Serde
 from services.operator.action_ledger import ActionLedger, Writer, deliver
 from services.operator.dead_letters import (
@@ -166,7 +168,10 @@ class Redriver:
         operator: str,
         reason: str,
     ) -> Redriven:
-        sent = deliver(writer.producer, target, letter.key, value, redrive_headers(letter, operator))
+        headers: list[tuple[str, Any]] = list(redrive_headers(letter, operator))
+        if target.startswith(self.settings.topic("inbox.")):  # an authority's signature is never forged
+            headers = signed_as(signer_for(self.settings, DISTRIBUTOR_SIGNER), letter.key, value, headers)
+        sent = deliver(writer.producer, target, letter.key, value, headers)
         entry = writer.append(
             {
                 "action": "edit_redrive" if edits else "redrive",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from onceonly.settings import Settings
 from services.subscriber.codec import Codec, standard_codec
 from services.subscriber.config import SubscriberConfig, SubscribersConfig, load_subscribers
-from services.subscriber.supervisor import Supervisor
+from services.subscriber.supervisor import Supervisor, tune_gc
 from services.subscriber.worker import Subscriber
 
 __all__ = [
@@ -38,4 +38,5 @@ def run_subscribers(configs: Sequence[SubscriberConfig], settings: Settings, *, 
     """Run one worker per config until SIGTERM/SIGINT; returns within the configured grace period."""
     workers = [make_subscriber(c, settings) for c in configs]
     grace = min(c.shutdown_grace for c in configs)
+    tune_gc()
     Supervisor(workers, grace=grace, name="subscriber").run(install_signals=install_signals)

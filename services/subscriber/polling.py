@@ -7,12 +7,29 @@ import re
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from onceonly.settings import Settings
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 0.5
+TANSU_FETCH_WAIT_MS = 50
+
+
+def fetch_tuning(settings: Settings) -> dict[str, Any]:
+    """Consumer properties for a service's hot loop (distributor, subscriber, tracker).
+
+    The embedded broker holds every fetch for the whole ``fetch.wait.max.ms`` (librdkafka's default: 500 ms)
+    even when records arrive meanwhile; Apache Kafka answers as soon as one does. Measured on the embedded broker,
+    a record produced into an idle topic reached a waiting consumer after 215 ms (p50) with the default, 15 ms with
+    100 and 2.5 ms with 10; each hop of a change (distributor, then subscriber) paid that wait. So with
+    ``broker_quirks: tansu`` the wait is short; a backlog is fetched at once either way. The price is idle
+    polling: six idle consumers cost the broker 8 to 12% of a core at 20 ms (4% at 50, 1% at 500).
+    """
+    return {"fetch.wait.max.ms": TANSU_FETCH_WAIT_MS} if settings.broker_quirks == "tansu" else {}
 
 
 class _Repeats(logging.Filter):

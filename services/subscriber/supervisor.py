@@ -8,6 +8,7 @@ only slower to recover from, never wrong.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -23,6 +24,19 @@ from onceonly.errors import OnceonlyError
 log = logging.getLogger(__name__)
 
 EXIT_CUT = 3
+GC_THRESHOLD = (10_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Set a service process's garbage collector for batch work (distributor, subscribers).
+
+    With Python's default thresholds (700, 10, 10) a young collection runs every 700 allocations, while the
+    batch's records are all still alive, so they are promoted and scanned again and again: with the same input,
+    about a fifth of the distributor's and of a subscriber's CPU went to collections. At 10,000 most of a batch is
+    already freed (by reference counting) when a collection runs. 50,000 was no faster and let cycles pile up in
+    the oldest generation (memory grew with every batch); at 10,000 memory stays flat.
+    """
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 class Worker(Protocol):

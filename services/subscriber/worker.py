@@ -43,11 +43,12 @@ from onceonly.deadletter import framed_schema_id
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config, confluent_producer_config
 from onceonly.settings import Settings
+from onceonly.signing import SignatureRefused, inbox_verifier
 from services.subscriber.codec import Codec, registry_unavailable
 from services.subscriber.config import SubscriberConfig
 from services.subscriber.outbox import Outbox
 from services.subscriber.outcomes import Item, PublishUnavailable, Reporter
-from services.subscriber.polling import KAFKA_LOG, commit, next_batch, wait_paused
+from services.subscriber.polling import KAFKA_LOG, commit, fetch_tuning, next_batch, wait_paused
 from services.subscriber.receipts import RECEIPTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Subscriber:
         self.dlq_topic = settings.topic(f"dlq.{config.department}")
         self.receipts_topic = settings.topic(RECEIPTS_TOPIC)
         self.reporter = Reporter(self.holder, codec, self.dlq_topic, self.receipts_topic)
+        self.verifier = inbox_verifier(settings)  # None unless ONCEONLY_SIGNATURES=require
         self.stats: Counter[str] = Counter()
         self.assigned: set[tuple[str, int]] = set()
         self.assignments = 0
@@ -91,8 +93,13 @@ class Subscriber:
         """Consume until ``stop``; the batch in flight is finished (or abandoned if its sink is down) and committed."""
         if not self._open_sink(stop):
             return
-        consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG))
-        producer = Producer(confluent_producer_config(self.settings, logger=KAFKA_LOG))
+        consumer = Consumer(
+            confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG, **fetch_tuning(self.settings))
+        )
+        # Only failed deliveries need a report (the outbox re-sends them); a report per receipt cost a callback each.
+        producer = Producer(
+            confluent_producer_config(self.settings, logger=KAFKA_LOG, **{"delivery.report.only.error": True})
+        )
         self._consumer, self._producer = consumer, producer
         started = False
         try:
@@ -204,6 +211,10 @@ class Subscriber:
         """Decode one record; bytes or an envelope that can never be applied become its ``decode_error``."""
         it.schema_id = framed_schema_id(it.value)
         try:
+            if self.verifier is not None:  # before decoding: bytes nobody vouches for are not even parsed
+                verdict = self.verifier.verify(it.key, it.value, it.message.headers(), "")
+                if not verdict.ok:
+                    raise SignatureRefused(f"the inbox record's signature does not hold: {verdict}")
             decoded = self.codec.decode(it.value)
             it.schema_id = decoded.schema_id
             record = decoded.record

@@ -132,3 +132,52 @@ def test_key_loading_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "garbled.pem").write_bytes(private_key_pem(generate_key()).replace(b"PRIVATE", b"PUBLIC"))
     with pytest.raises(ConfigError, match="not a PEM public key"):
         load_public_key(tmp_path / "garbled.pem")
+
+
+def test_settings_choose_the_signer_and_the_verifiers(keys: Path, tmp_path: Path) -> None:
+    from onceonly.settings import Settings
+    from onceonly.signing import DISTRIBUTOR, authority_verifier, inbox_verifier, signer_for
+
+    off = Settings()
+    assert signer_for(off, "public_security") is None and authority_verifier(off) is None
+    assert inbox_verifier(off) is None
+    with pytest.raises(ConfigError, match="ONCEONLY_SIGNING_KEYS names no key folder"):
+        signer_for(Settings(signatures="require"), "public_security")
+    on = Settings(signatures="require", signing_keys=keys)
+    with pytest.raises(ConfigError, match="no public key of the distributor"):
+        inbox_verifier(on)
+    signer = signer_for(on, "public_security")
+    assert signer is not None
+    headers = signer.headers(KEY, VALUE)
+    checker = authority_verifier(on)
+    assert checker is not None and checker.verify(KEY, VALUE, headers, "person").ok
+
+    distributor_keys = tmp_path / "k"
+    write_keypair(distributor_keys, DISTRIBUTOR)
+    write_keypair(distributor_keys, "public_security")
+    inbox = inbox_verifier(Settings(signatures="require", signing_keys=distributor_keys))
+    assert inbox is not None
+    by_distributor = signer_for(Settings(signatures="require", signing_keys=distributor_keys), DISTRIBUTOR)
+    assert by_distributor is not None
+    assert inbox.verify(KEY, VALUE, by_distributor.headers(KEY, VALUE), "marriage").ok  # any entity type
+    by_authority = signer_for(Settings(signatures="require", signing_keys=distributor_keys), "public_security")
+    assert by_authority is not None
+    verdict = inbox.verify(KEY, VALUE, by_authority.headers(KEY, VALUE), "person")
+    assert verdict.reason is Reason.NOT_AUTHORITY  # in an inbox only the distributor's signature counts
+
+
+def test_keys_new_writes_a_pair_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "onceonly", "keys", "new", *args], capture_output=True, text=True)
+
+    first = run("health", "--dir", str(tmp_path))
+    assert first.returncode == 0 and "health: key health:" in first.stdout, first.stderr
+    assert (tmp_path / "health.key.pem").stat().st_mode & 0o777 == 0o600
+    assert len(list((tmp_path / "health").glob("*.pem"))) == 1
+    again = run("health", "--dir", str(tmp_path))
+    assert again.returncode != 0 and "a signing key exists already" in again.stderr and "Traceback" not in again.stderr
+    unknown = run("nobody", "--dir", str(tmp_path))
+    assert unknown.returncode != 0 and "unknown department 'nobody'" in unknown.stderr
