@@ -39,6 +39,12 @@ class Ack:
     offset: int
 
 
+def _ack(message: Message) -> Ack:
+    """Where the broker put a record; an acknowledgement without an offset says -1 (unknown), never 0."""
+    offset, partition = message.offset(), message.partition()
+    return Ack(str(message.topic()), -1 if partition is None else partition, -1 if offset is None else offset)
+
+
 class Delivery:
     """Sends records and resolves their futures from delivery reports; ``last_error`` says why the broker is silent.
 
@@ -97,7 +103,7 @@ class Delivery:
             if future.done():  # the caller gave up waiting (cancelled): nobody to tell
                 return
             if error is None:
-                future.set_result(Ack(str(message.topic()), message.partition() or 0, message.offset() or 0))
+                future.set_result(_ack(message))
             else:  # a fatal error is retriable too: the next send comes from a fresh producer
                 retriable = error.code() not in _FINAL
                 future.set_exception(PublishFailed(f"{error.name()}: {error.str()}", retriable=retriable))
@@ -136,7 +142,7 @@ class Delivery:
         def reporter(i: int) -> Callable[[KafkaError | None, Message], None]:
             def report(error: KafkaError | None, message: Message) -> None:
                 if error is None:
-                    results[i] = Ack(str(message.topic()), message.partition() or 0, message.offset() or 0)
+                    results[i] = _ack(message)
                 else:  # a fatal error is retriable too: the next send comes from a fresh producer
                     retriable = error.code() not in _FINAL
                     results[i] = PublishFailed(f"{error.name()}: {error.str()}", retriable=retriable)

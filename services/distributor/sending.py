@@ -63,6 +63,15 @@ def gapless_producer(settings: Settings) -> Producer:
     )
 
 
+def _topic_of(msg: Message) -> str:
+    """The topic of a failed record; with a fatal producer error pending, reading the message itself can raise
+    (seen once as a SystemError that killed the process): the error says enough then."""
+    try:
+        return str(msg.topic())
+    except Exception:  # anything raised inside the delivery callback must end as DeliveryFailed
+        return "a topic"
+
+
 _POLL_EVERY = 1000  # records produced between two polls (reports are served while waiting, below)
 
 
@@ -72,7 +81,7 @@ def send(producer: Producer, records: Sequence[Out], stop: threading.Event) -> b
 
     def on_delivery(err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            errors.append(f"{msg.topic()}: {err}")
+            errors.append(f"{_topic_of(msg)}: {err}")
 
     produce = producer.produce
     for n, record in enumerate(records, 1):
