@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/distribute.py
 	$(BIN)/python bench/apply.py
+	$(BIN)/python bench/e2e.py
 
 stack-up: $(STAMP)
 	$(BIN)/onceonly stack up
