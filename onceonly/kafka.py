@@ -1,7 +1,8 @@
 """Client configuration for the three Kafka libraries the platform uses, from one ``Settings``.
 
-confluent-kafka carries the hot paths (publish, raw reads, admin); aiokafka runs under Faust for the
-distributor and subscribers; kafka-python is offered to adapters that want a pure-Python client.
+confluent-kafka carries every hot path (publisher, distributor, subscribers, tracker, operator tools, admin);
+kafka-python and aiokafka/Faust settings are offered to adapters that want a pure-Python or asyncio client (the
+README's "Performance" section says why the services do not run on Faust).
 """
 
 from __future__ import annotations
