@@ -48,7 +48,7 @@ from services.distributor.recovery import committed_offsets, ledger_tail, load_i
 from services.distributor.sending import Out, gapless_producer, send
 from services.distributor.state import InterestSet, StateView, interest_key
 from services.distributor.topology import Topics, build_routes, platform_subjects, register_routes
-from services.subscriber.polling import commit, fetch_tuning, next_batch, wait_paused
+from services.subscriber.polling import commit, consumer_tuning, next_batch, wait_paused
 
 log = logging.getLogger(__name__)
 OPS = ("c", "u", "d", "r")
@@ -188,7 +188,7 @@ class Distributor:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, **fetch_tuning(self.settings)))
+        consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, **consumer_tuning(self.settings)))
         producer = gapless_producer(self.settings)
         try:
             self.prepare(consumer)

@@ -48,7 +48,7 @@ from services.subscriber.codec import Codec, registry_unavailable
 from services.subscriber.config import SubscriberConfig
 from services.subscriber.outbox import Outbox
 from services.subscriber.outcomes import Item, PublishUnavailable, Reporter
-from services.subscriber.polling import KAFKA_LOG, commit, fetch_tuning, next_batch, wait_paused
+from services.subscriber.polling import KAFKA_LOG, commit, consumer_tuning, next_batch, wait_paused
 from services.subscriber.receipts import RECEIPTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Subscriber:
         if not self._open_sink(stop):
             return
         consumer = Consumer(
-            confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG, **fetch_tuning(self.settings))
+            confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG, **consumer_tuning(self.settings))
         )
         # Only failed deliveries need a report (the outbox re-sends them); a report per receipt cost a callback each.
         producer = Producer(
