@@ -12,7 +12,7 @@ from onceonly.errors import BrokerUnavailable, ConfigError
 from onceonly.settings import Settings
 from onceonly.standard import Serde, SerdeError
 from services.distributor.reading import partitions_of, read_to_end, reader, whole_topics
-from services.distributor.state import InterestSet, StateView
+from services.distributor.state import InterestSet, StateView, state_headers
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +27,10 @@ def load_state(settings: Settings, topics: list[str]) -> StateView:
         if not value:
             view.drop(entity_type, key)
             continue
-        version = _version(message.headers())
+        version, source = state_headers(message.headers())
         if version is not None:
-            view.put(entity_type, key, version, value)
+            view.put(entity_type, key, version, value, source)
     return view
-
-
-def _version(headers: Any) -> int | None:
-    """The authority version a state record carries in its ``onceonly.version`` header."""
-    for name, value in headers or ():
-        if name == "onceonly.version" and value:
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def committed_offsets(consumer: Consumer, topic: str) -> dict[tuple[str, int], int]:

@@ -39,8 +39,7 @@ from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, SerdeError
 from services.distributor.agreements import Agreements
 from services.distributor.policy import Decision, decide_fill
-from services.distributor.recovery import _version
-from services.distributor.state import InterestSet
+from services.distributor.state import InterestSet, state_headers
 from services.operator.holder_lock import operator_name
 from services.operator.holder_routes import HolderRoutes, interest_now
 from services.operator.quick_read import read_range
@@ -121,7 +120,7 @@ def latest_state(settings: Settings, routes: HolderRoutes) -> dict[tuple[str, st
             latest.pop(key, None)
             versions.pop(key, None)
             continue
-        version = _version(message.headers())
+        version, _ = state_headers(message.headers())
         if version is None or version < versions.get(key, -1):
             continue
         versions[key] = version

@@ -96,3 +96,41 @@ def test_a_crash_before_the_state_phase_redelivers_and_after_it_does_not(
     entries = [e for _, e in ledger_entries(topics, kafka.serde)]
     assert verify_ledger(topics).entries == len(entries) == len(records)  # every delivery, repeats too, one chain
     assert [e["seq"] for e in entries] == list(range(1, len(records) + 1))
+
+
+def test_a_late_older_version_reaches_the_condition_holder_once_even_across_a_crash(
+    topics: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v3 (a move between two districts outside the tax office's) lands before v2 (the move out of its district).
+
+    The tax office is entitled to v2 only, so the late v2 must be distributed; after a crash that left its state
+    record but no commit, the replayed v2 must be recognised as distributed (by offset, not by version)."""
+    kafka = Kafka(topics)
+    agreements = load_agreements(write_agreements(tmp_path / "a.yaml", [THREE_HOLDERS[0], THREE_HOLDERS[2]]))
+
+    def make() -> Distributor:
+        return Distributor(agreements, topics, RegistryClient(topics.registry_url), batch_size=500)
+
+    key = KEYS[0]
+    v1 = person(key, 1)  # in the tax office's district
+    v2 = {**person(key, 2, district="310101"), "before": v1["after"]}  # leaves it
+    v3 = {**person(key, 3, district="310102"), "before": v2["after"]}  # between two districts it does not cover
+    kafka.publish(v1, v3)
+    with running(make()):
+        wait_for(lambda: kafka.committed("distributor", "change.person") == 2, 60, "v1 and v3")
+    kafka.publish(v2)
+    crash_after(monkeypatch, 3)  # v2's inbox records, ledger entries and state record landed; no commit
+    run_until_crash(make)
+    monkeypatch.undo()
+    with running(make()) as distributor:
+        wait_for(lambda: kafka.committed("distributor", "change.person") == 3, 60, "the replay")
+        assert distributor.stats["already_distributed"] == 1 and distributor.stats["late"] == 0
+
+    def versions(holder: str) -> list[int]:
+        return [r["authority_version"] for r in kafka.decoded(f"inbox.{holder}")]
+
+    assert versions("tax") == [1, 2]  # the departure, once
+    assert versions("hrss") == [1, 3, 2]  # its subscriber skips the late v2 as stale
+    states = kafka.read("state.person")  # v1, v3, then v3 again: distributed past the late v2's offset
+    assert [kafka.serde.decode(m.value()).record["authority_version"] for m in states] == [1, 3, 3]
+    assert [dict(m.headers())["onceonly.version"] for m in states] == [b"1", b"3", b"3"]
