@@ -3,6 +3,10 @@
 The embedded broker answers ListOffsets "latest" wrongly (see DESIGN.md), but the high watermark in its fetch
 responses is right, and librdkafka reports reaching it as a partition EOF event. So "the end" here is always
 the first EOF of each partition, from a consumer that only assigns (it joins no group and commits nothing).
+
+The fetch that proves the end answers after 20 ms instead of the client's default 500 ms (``fetch.wait.max.ms``;
+Apache Kafka too holds a fetch at the end that long): the distributor reads several topics at start, and an
+operator command several in a row (two ledgers for ``status``, the ledger head before each append).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from onceonly.errors import BrokerUnavailable, ConfigError
 from onceonly.kafka import confluent_config
 from onceonly.settings import Settings
 
+END_FETCH_WAIT_MS = 20
+
 
 def reader(settings: Settings) -> Consumer:
     """A consumer for assign-only reads: a throwaway group id (required by the client), never committed."""
@@ -29,6 +35,7 @@ def reader(settings: Settings) -> Consumer:
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": END_FETCH_WAIT_MS,
             },
         )
     )
@@ -67,30 +74,31 @@ def read_to_end(
         consumer.assign([TopicPartition(t, p, starts[(t, p)]) for t, p in sorted(todo)])
         deadline = time.monotonic() + idle_timeout
         while todo:
-            message = consumer.poll(0.5)
-            if message is None:
+            batch = consumer.consume(num_messages=1000, timeout=0.2)
+            if not batch:
                 if time.monotonic() > deadline:
                     raise BrokerUnavailable(f"reading {sorted(todo)} made no progress for {idle_timeout:.0f}s")
                 continue
             deadline = time.monotonic() + idle_timeout
-            tp = (message.topic() or "", message.partition() or 0)
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+            for message in batch:
+                tp = (message.topic() or "", message.partition() or 0)
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        todo.discard(tp)
+                    elif error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        raise BrokerUnavailable(f"reading {tp[0]}[{tp[1]}] failed: {error}")
+                    continue
+                if tp not in todo:
+                    continue
+                offset = message.offset() or 0
+                stop = stops.get(tp)
+                if stop is not None and offset >= stop:
                     todo.discard(tp)
                     continue
-                if error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise BrokerUnavailable(f"reading {tp[0]}[{tp[1]}] failed: {error}")
-                continue
-            if tp not in todo:
-                continue
-            stop = stops.get(tp)
-            if stop is not None and (message.offset() or 0) >= stop:
-                todo.discard(tp)
-                continue
-            yield message
-            if stop is not None and (message.offset() or 0) + 1 >= stop:
-                todo.discard(tp)
+                yield message
+                if stop is not None and offset + 1 >= stop:
+                    todo.discard(tp)
     finally:
         consumer.close()
 

@@ -39,11 +39,11 @@ from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, SerdeError
 from services.distributor.agreements import Agreements
 from services.distributor.policy import Decision, decide_fill
+from services.distributor.reading import read_to_end
 from services.distributor.state import InterestSet, state_headers
 from services.operator.holder_lock import operator_name
 from services.operator.holder_routes import HolderRoutes, interest_now
-from services.operator.quick_read import read_range
-from services.operator.redelivery import Redelivery, Tally
+from services.operator.redelivery import Redelivery, Result
 from services.operator.replay_errors import DistributorNotReady, NothingToReplay
 from services.operator.time_window import partitions
 
@@ -91,21 +91,7 @@ class BootstrapPlan:
         }
 
 
-@dataclass
-class BootstrapResult:
-    operation_id: str
-    plan: BootstrapPlan
-    tally: Tally
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "operation_id": self.operation_id,
-            "holder": self.plan.holder,
-            "planned": self.plan.deliveries,
-            "delivered": self.tally.delivered,
-            "withheld": self.tally.withheld,
-            "seconds": round(self.tally.elapsed, 2),
-        }
+BootstrapResult = Result[BootstrapPlan]
 
 
 def latest_state(settings: Settings, routes: HolderRoutes) -> dict[tuple[str, str], Latest]:
@@ -113,7 +99,7 @@ def latest_state(settings: Settings, routes: HolderRoutes) -> dict[tuple[str, st
     by_topic = routes.state_topics()
     versions: dict[tuple[str, str], int] = {}
     latest: dict[tuple[str, str], Latest] = {}
-    for message in read_range(settings, dict.fromkeys(partitions(settings, by_topic), 0)):
+    for message in read_to_end(settings, dict.fromkeys(partitions(settings, by_topic), 0)):
         key = (by_topic[message.topic() or ""], (message.key() or b"").decode())
         value = message.value()
         if not value:  # a superseded key (identifier upgrade) ends

@@ -18,10 +18,9 @@ from confluent_kafka import Message
 from onceonly.catalog import load_departments
 from onceonly.errors import OnceonlyError
 from onceonly.settings import Settings
-from services.distributor.reading import partitions_of
+from services.distributor.reading import partitions_of, read_to_end, reader
 from services.operator.follow import Follower
 from services.operator.holder_lag import end_offsets
-from services.operator.quick_read import quick_reader, read_range
 
 DISTRIBUTOR = "distributor"
 REDRIVE_OF = "onceonly.redrive.of"
@@ -215,7 +214,7 @@ class DeadLetterFeed:
 def find_dead_letter(settings: Settings, letter_id: DeadLetterId) -> DeadLetter:
     """The dead letter with this id; ``UnknownDeadLetter`` when its topic has no such partition or offset."""
     topic = dlq_topic(settings, letter_id.source)
-    consumer = quick_reader(settings)
+    consumer = reader(settings)
     try:
         partitions = partitions_of(consumer, topic)
     finally:
@@ -233,7 +232,7 @@ def find_dead_letter(settings: Settings, letter_id: DeadLetterId) -> DeadLetter:
             f"has no record at offset {letter_id.offset} (it ends at {end})",
             hint="see: onceonly dlq list",
         )
-    for message in read_range(settings, {tp: letter_id.offset}, stops={tp: letter_id.offset + 1}):
+    for message in read_to_end(settings, {tp: letter_id.offset}, stops={tp: letter_id.offset + 1}):
         if message.offset() == letter_id.offset:
             return DeadLetter.of(letter_id.source, message)
     raise UnknownDeadLetter(

@@ -16,14 +16,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from onceonly.errors import BrokerUnavailable
 from onceonly.kafka import confluent_config
 from onceonly.settings import Settings
-from services.distributor.reading import partitions_of
+from services.distributor.reading import partitions_of, reader
 from services.operator.follow import TopicPartitionKey
-from services.operator.quick_read import quick_reader
 
 
 def end_offsets(settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> dict[TopicPartitionKey, int]:
     """The end offset (next offset to be written) of every partition of ``topics``."""
-    consumer = quick_reader(settings)
+    consumer = reader(settings)
     try:
         tps = [(t, p) for t in topics for p in partitions_of(consumer, t)]
         try:

@@ -16,9 +16,9 @@ from onceonly.standard import RegistryClient, Serde, SerdeError
 from services.distributor.agreements import Agreements
 from services.distributor.policy import governing
 from services.distributor.projection import Route
+from services.distributor.reading import read_to_end
 from services.distributor.state import InterestSet
 from services.distributor.topology import Topics, build_routes, register_routes
-from services.operator.quick_read import read_range
 from services.operator.replay_errors import NoAgreement
 from services.operator.time_window import partitions as partitions_of_topics
 
@@ -89,7 +89,7 @@ def interest_now(settings: Settings, serde: Serde) -> InterestSet:
     """Every interest registration in force, folded from the whole ``interest`` topic (as the distributor does)."""
     interest = InterestSet()
     topic = settings.topic("interest")
-    for message in read_range(settings, dict.fromkeys(partitions_of_topics(settings, [topic]), 0)):
+    for message in read_to_end(settings, dict.fromkeys(partitions_of_topics(settings, [topic]), 0)):
         try:
             interest.apply(serde.decode(message.value()).record)
         except SerdeError:

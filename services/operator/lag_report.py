@@ -31,7 +31,6 @@ from onceonly.errors import BrokerUnavailable
 from onceonly.settings import Settings
 from services.distributor.reading import reader
 from services.operator.holder_lag import committed_offsets, end_offsets, subscriber_group
-from services.operator.quick_read import quick_reader
 
 TP = tuple[str, int]
 DISTRIBUTOR_ROW = "(distributor)"
@@ -131,7 +130,7 @@ def _read_oldest(settings: Settings, lagging: Iterable[PartitionLag], timeout: f
     todo = {(p.topic, p.partition): p for p in lagging}
     if not todo:
         return
-    consumer = quick_reader(settings)
+    consumer = reader(settings)
     try:
         consumer.assign([TopicPartition(t, n, p.committed) for (t, n), p in todo.items()])
         deadline = time.monotonic() + timeout

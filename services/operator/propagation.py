@@ -16,7 +16,7 @@ from typing import Any
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, SerdeError
 from services.distributor.ledger import plain
-from services.operator.quick_read import read_range
+from services.distributor.reading import read_to_end
 from services.operator.replay_errors import UnknownEvent
 from services.operator.replay_ledger import ReplayLedger
 from services.tracker import receipt_store
@@ -60,7 +60,7 @@ class HolderLine:
 
 def deliveries(settings: Settings, serde: Serde, match: Any) -> Iterator[Delivery]:
     """Ledger entries (both ledgers) for which ``match(entry)`` is true, as deliveries."""
-    for message in read_range(settings, {(settings.topic("audit.deliveries"), 0): 0}):
+    for message in read_to_end(settings, {(settings.topic("audit.deliveries"), 0): 0}):
         try:
             e = plain(serde.decode(message.value()).record)  # timestamps as epoch ms
         except SerdeError:

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -47,6 +47,36 @@ class Tally:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+class Planned(Protocol):
+    @property
+    def holder(self) -> str: ...
+
+    @property
+    def deliveries(self) -> int: ...
+
+
+P = TypeVar("P", bound=Planned)
+
+
+@dataclass
+class Result(Generic[P]):
+    """What a replay or bootstrap did: its plan, and how many records it delivered and withheld."""
+
+    operation_id: str
+    plan: P
+    tally: Tally
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "operation_id": self.operation_id,
+            "holder": self.plan.holder,
+            "planned": self.plan.deliveries,
+            "delivered": self.tally.delivered,
+            "withheld": self.tally.withheld,
+            "seconds": round(self.tally.elapsed, 2),
+        }
 
 
 class Redelivery:

@@ -30,13 +30,13 @@ from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, SerdeError
 from services.distributor.agreements import Agreements
 from services.distributor.policy import Decision, decide_change
+from services.distributor.reading import read_to_end
 from services.distributor.state import InterestSet
 from services.distributor.worker import _envelope_problem
 from services.operator.holder_lag import end_offsets
 from services.operator.holder_lock import operator_name
 from services.operator.holder_routes import HolderRoutes, interest_now
-from services.operator.quick_read import read_range
-from services.operator.redelivery import Redelivery, Tally
+from services.operator.redelivery import Redelivery, Result
 from services.operator.replay_errors import BadWindow, NothingToReplay, UnknownKey
 from services.operator.time_window import TP, Window, millis, offsets_at_times, partitions
 
@@ -115,21 +115,7 @@ class ReplayPlan:
         }
 
 
-@dataclass
-class ReplayResult:
-    operation_id: str
-    plan: ReplayPlan
-    tally: Tally
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "operation_id": self.operation_id,
-            "holder": self.plan.holder,
-            "planned": self.plan.deliveries,
-            "delivered": self.tally.delivered,
-            "withheld": self.tally.withheld,
-            "seconds": round(self.tally.elapsed, 2),
-        }
+ReplayResult = Result[ReplayPlan]
 
 
 # -- planning -------------------------------------------------------------------------------------------------------
@@ -224,7 +210,7 @@ def _decide(
     wanted = {k.encode() for k in plan.keys}
     topics = plan.routes.change_topics()
     previous: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for message in read_range(settings, starts, stops=stops):
+    for message in read_to_end(settings, starts, stops=stops):
         tp = (message.topic() or "", message.partition() or 0)
         span = by_tp[tp]
         if (message.offset() or 0) < span.start:  # a start past the end: the reader fell back to the beginning
@@ -277,7 +263,7 @@ def _keys_in_history(settings: Settings, topics: list[str], keys: list[str]) -> 
     wanted = {k.encode(): k for k in keys}
     found: set[str] = set()
     starts = {tp: 0 for tp in partitions(settings, topics)}
-    for message in read_range(settings, starts):
+    for message in read_to_end(settings, starts):
         key = message.key()
         if key in wanted:
             found.add(wanted[key])

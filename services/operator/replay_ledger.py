@@ -28,9 +28,8 @@ from onceonly.kafka import confluent_producer_config
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, SerdeError, platform_schema, subject_for
 from services.distributor.ledger import Chain, LedgerBroken, Verified, plain, verify
-from services.distributor.reading import reader
+from services.distributor.reading import read_to_end, reader
 from services.operator.holder_lock import HolderLock, Owner, redis_client
-from services.operator.quick_read import read_range
 
 REPLAYS_TOPIC = "audit.replays"
 
@@ -84,7 +83,7 @@ class ReplayLedger:
 
     def entries(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(offset N, entry)`` of the whole ledger, in order, timestamps as epoch ms."""
-        for message in read_range(self.settings, {(self.topic, 0): 0}):
+        for message in read_to_end(self.settings, {(self.topic, 0): 0}):
             yield f"offset {message.offset()}", self._decode(message)
 
     def verify(self) -> Verified:
@@ -152,7 +151,7 @@ class ReplayLedger:
 
     def _head_from(self, offset: int, known: _Head | None) -> _Head:
         last = None
-        for message in read_range(self.settings, {(self.topic, 0): offset}):
+        for message in read_to_end(self.settings, {(self.topic, 0): offset}):
             last = message
         if last is None:
             return known or _Head(Chain(), -1)

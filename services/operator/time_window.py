@@ -21,8 +21,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from onceonly.errors import BrokerUnavailable
 from onceonly.settings import Settings
-from services.distributor.reading import reader
-from services.operator.quick_read import read_range
+from services.distributor.reading import read_to_end, reader
 from services.operator.replay_errors import BadWindow
 
 TP = tuple[str, int]
@@ -140,7 +139,7 @@ def _scanned(settings: Settings, tps: Sequence[TP], times_ms: Sequence[int]) -> 
     """offsets-for-times by reading every record's timestamp (the embedded broker's own answer is wrong)."""
     found: list[dict[TP, int | None]] = [dict.fromkeys(tps) for _ in times_ms]
     open_ = {tp: list(range(len(times_ms))) for tp in tps}  # which times a partition has not reached yet
-    for message in read_range(settings, dict.fromkeys(tps, 0)):
+    for message in read_to_end(settings, dict.fromkeys(tps, 0)):
         tp = (message.topic() or "", message.partition() or 0)
         waiting = open_.get(tp)
         if not waiting:

@@ -27,8 +27,7 @@ from onceonly.publisher import Publisher
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde
 from services.distributor import Agreements, load_agreements, make_distributor
-from services.distributor.reading import partitions_of, reader, whole_topics
-from services.operator.quick_read import read_range
+from services.distributor.reading import partitions_of, read_to_end, reader, whole_topics
 from services.subscriber import SubscriberConfig, make_subscriber
 from services.tracker import Tracker
 
@@ -240,7 +239,7 @@ class System:
     # -- kafka --------------------------------------------------------------------------------------------
     def count(self, catalog_name: str) -> int:
         topic = self.settings.topic(catalog_name)
-        return sum(1 for _ in read_range(self.settings, whole_topics(self.settings, [topic])))
+        return sum(1 for _ in read_to_end(self.settings, whole_topics(self.settings, [topic])))
 
     def committed(self, group: str, catalog_name: str) -> dict[tuple[str, int], int]:
         topic = self.settings.topic(catalog_name)
@@ -259,13 +258,13 @@ class System:
         """(headers, decoded record) of everything in a holder's inbox."""
         topic = self.settings.topic(f"inbox.{holder}")
         out = []
-        for m in read_range(self.settings, whole_topics(self.settings, [topic])):
+        for m in read_to_end(self.settings, whole_topics(self.settings, [topic])):
             out.append((dict(m.headers() or []), dict(self.serde.decode(m.value()).record)))
         return out
 
     def read_receipts(self) -> list[dict[str, Any]]:
         topic = self.settings.topic("receipts")
-        messages = read_range(self.settings, whole_topics(self.settings, [topic]))
+        messages = read_to_end(self.settings, whole_topics(self.settings, [topic]))
         return [dict(self.serde.decode(m.value()).record) for m in messages]
 
     def skip_to_end(self, group: str, catalog_name: str) -> None:
@@ -273,7 +272,7 @@ class System:
         would: what was not applied yet is never read by that group again."""
         topic = self.settings.topic(catalog_name)
         ends: dict[int, int] = {}
-        for message in read_range(self.settings, whole_topics(self.settings, [topic])):
+        for message in read_to_end(self.settings, whole_topics(self.settings, [topic])):
             ends[message.partition() or 0] = (message.offset() or 0) + 1
         cg = Consumer({**confluent_config(self.settings), "group.id": self.settings.topic(group)})
         try:

@@ -19,7 +19,7 @@ from onceonly.errors import ConfigError
 from onceonly.publisher import Publisher
 from onceonly.settings import Settings
 from onceonly.testing import process_env
-from services.operator.quick_read import read_range
+from services.distributor.reading import read_to_end
 from services.operator.replay_errors import (
     BadWindow,
     DistributorNotReady,
@@ -69,7 +69,7 @@ def untouched(settings: Settings) -> None:
     for name in ("inbox.tax", "inbox.hrss", "audit.replays"):
         topic = settings.topic(name)
         parts = {(topic, p): 0 for p in range(3 if name.startswith("inbox") else 1)}
-        assert not list(read_range(settings, parts)), f"{name} was written"
+        assert not list(read_to_end(settings, parts)), f"{name} was written"
     client = redis.Redis.from_url(settings.redis_url or "")
     assert not list(client.scan_iter(f"{settings.topic_prefix}lock:*"))
     client.close()
