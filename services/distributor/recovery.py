@@ -27,9 +27,9 @@ def load_state(settings: Settings, topics: list[str]) -> StateView:
         if not value:
             view.drop(entity_type, key)
             continue
-        version, source = state_headers(message.headers())
+        version, distributed = state_headers(message.headers())
         if version is not None:
-            view.put(entity_type, key, version, value, source)
+            view.put(entity_type, key, version, value, distributed)
     return view
 
 

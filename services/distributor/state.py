@@ -6,12 +6,8 @@ so the registrations after it are processed again, fill included). The state is 
 inbox writes and ledger entries were acknowledged, so "the state has this version" means "this change was
 distributed": a change replayed after a crash is recognised and not delivered twice.
 
-Versions alone cannot tell a replay from a late change: an authority's older version can reach the change topic
-after a newer one (two adapters, a retry), and it may be the only one a condition holder is entitled to (the move
-out of its district). So each state record also names the change record it was written for (``onceonly.source``:
-topic, partition, offset). An entity's changes share a partition and are distributed in offset order, so a record
-at or before that offset was distributed; an older version after it is late and is distributed too (holders that
-already hold the newer version skip it as stale), and the state then keeps the newer value with the later offset.
+A change's older version can arrive after a newer one; which versions were distributed is kept next to the latest
+(``services.distributor.versions``), so a late one is distributed and a repeat is not.
 """
 
 from __future__ import annotations
@@ -21,19 +17,23 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from onceonly.standard import unframe
+from services.distributor.versions import Distributed
 
 Key = tuple[str, str]  # (entity_type, entity_key)
-Source = tuple[str, int, int]  # (topic, partition, offset) of the change record a state record was written for
 Seen = Literal["new", "distributed", "late"]
-SOURCE_HEADER = "onceonly.source"
 VERSION_HEADER = "onceonly.version"
+DISTRIBUTED_HEADER = "onceonly.distributed"
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
     version: int
     value: bytes
-    source: Source | None = None
+    distributed: Distributed
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The state record's headers: the latest version, and which versions below it were distributed."""
+        return [(VERSION_HEADER, str(self.version).encode()), (DISTRIBUTED_HEADER, self.distributed.encode())]
 
     @property
     def schema_id(self) -> int:
@@ -52,20 +52,35 @@ class StateView:
     def get(self, entity_type: str, key: str) -> Stored | None:
         return self._latest.get((entity_type, key))
 
-    def put(self, entity_type: str, key: str, version: int, value: bytes, source: Source | None = None) -> None:
-        self._latest[(entity_type, key)] = Stored(version, value, source)
+    def put(self, entity_type: str, key: str, version: int, value: bytes, distributed: Distributed | None) -> None:
+        """A state record as read back (without its ``distributed`` header: nothing below it is known)."""
+        self._latest[(entity_type, key)] = Stored(version, value, distributed or Distributed(version))
+
+    def advance(self, entity_type: str, key: str, version: int, value: bytes) -> Stored:
+        """A new (newer) version was distributed."""
+        before = self._latest.get((entity_type, key))
+        distributed = before.distributed.advanced(before.version, version) if before else Distributed(version)
+        stored = Stored(version, value, distributed)
+        self._latest[(entity_type, key)] = stored
+        return stored
+
+    def fill(self, entity_type: str, key: str, version: int) -> Stored:
+        """A late (older) version was distributed: the latest stays, the gap it was in closes."""
+        before = self._latest[(entity_type, key)]
+        stored = self._latest[(entity_type, key)] = Stored(
+            before.version, before.value, before.distributed.filled(version)
+        )
+        return stored
 
     def drop(self, entity_type: str, key: str) -> None:
         self._latest.pop((entity_type, key), None)
 
-    def seen(self, entity_type: str, key: str, version: int, source: Source | None = None) -> Seen:
-        """Whether the change at ``source`` is new, was already distributed, or is an older version arriving late."""
+    def seen(self, entity_type: str, key: str, version: int) -> Seen:
+        """Whether ``version`` is new, was already distributed, or is an older version arriving late."""
         stored = self._latest.get((entity_type, key))
         if stored is None or version > stored.version:
             return "new"
-        if version == stored.version or source is None:
-            return "distributed"
-        if stored.source is not None and stored.source[:2] == source[:2] and source[2] <= stored.source[2]:
+        if version == stored.version or stored.distributed.covers(version):
             return "distributed"
         return "late"
 
@@ -121,31 +136,16 @@ def interest_key(holder: str, entity_type: str, entity_key: str) -> bytes:
     return f"{holder}/{entity_type}/{entity_key}".encode()
 
 
-def source_header(source: Source) -> tuple[str, bytes]:
-    topic, partition, offset = source
-    return SOURCE_HEADER, f"{topic}:{partition}:{offset}".encode()
-
-
-def parse_source(value: str | bytes | None) -> Source | None:
-    """The ``onceonly.source`` header's (topic, partition, offset); None when absent or unreadable."""
-    try:
-        text = value.decode() if isinstance(value, bytes) else value or ""
-        topic, partition, offset = text.rsplit(":", 2)
-        return topic, int(partition), int(offset)
-    except ValueError:
-        return None
-
-
 HeaderValue = str | bytes | None
 
 
 def state_headers(
     headers: Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] | None,
-) -> tuple[int | None, Source | None]:
-    """The authority version (``onceonly.version``) and source a state record's headers carry, None if absent."""
+) -> tuple[int | None, Distributed | None]:
+    """The latest version (``onceonly.version``) and the distributed versions a state record's headers carry."""
     found = dict(headers.items() if isinstance(headers, Mapping) else headers or ())
     try:
         version = int(found.get(VERSION_HEADER) or "")
     except ValueError:
         version = None
-    return version, parse_source(found.get(SOURCE_HEADER))
+    return version, Distributed.parse(found.get(DISTRIBUTED_HEADER))

@@ -46,7 +46,7 @@ from services.distributor.policy import Decision, decide_change, decide_fill, go
 from services.distributor.projection import Route, encode_envelope
 from services.distributor.recovery import committed_offsets, ledger_tail, load_interest, load_state
 from services.distributor.sending import Out, gapless_producer, send
-from services.distributor.state import VERSION_HEADER, InterestSet, StateView, interest_key, source_header
+from services.distributor.state import InterestSet, StateView, interest_key
 from services.distributor.topology import Topics, build_routes, platform_subjects, register_routes
 from services.subscriber.polling import commit, consumer_tuning, next_batch, wait_paused
 
@@ -270,8 +270,7 @@ class Distributor:
 
     def _on_change(self, plan: Plan, it: Item, change: dict[str, Any], now: datetime) -> None:
         entity_type, key, version = change["entity_type"], change["entity_key"], int(change["authority_version"])
-        source = (it.topic, it.partition, it.offset)
-        seen = self.state.seen(entity_type, key, version, source)
+        seen = self.state.seen(entity_type, key, version)
         if seen == "distributed":
             plan.counts["already_distributed"] += 1
             return
@@ -280,15 +279,12 @@ class Distributor:
         envelope: list[bytes] = []  # the envelope's bytes, encoded once for every holder of this change
         for decision in decide_change(change, routes, self.interest, now, self._previous(change)):
             self._record(plan, decision, now, it, envelope)
-        latest = self.state.get(entity_type, key) if seen == "late" else None
-        if latest is not None:  # a late older version: the state keeps the newer value, now distributed past it
-            log.info("%s %s v%d arrived after v%d: distributed late", entity_type, key, version, latest.version)
-            version, value = latest.version, latest.value
+        if seen == "late":  # the state keeps the newer value; the version joins those distributed
+            log.info("%s %s v%d arrived after a newer version: distributed late", entity_type, key, version)
+            stored = self.state.fill(entity_type, key, version)
         else:
-            value = it.value or b""
-        self.state.put(entity_type, key, version, value, source)
-        headers = [(VERSION_HEADER, str(version).encode()), source_header(source)]
-        plan.state.append(Out(self.topics.state(entity_type), key.encode(), value, headers))
+            stored = self.state.advance(entity_type, key, version, it.value or b"")
+        plan.state.append(Out(self.topics.state(entity_type), key.encode(), stored.value, stored.headers()))
         old = change.get("supersedes_key")
         if old and old != key:
             self._upgrade(plan, entity_type, old, key, now)

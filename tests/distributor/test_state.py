@@ -1,43 +1,64 @@
-"""The distributor's memory of what it distributed: a replay is told from a late older version by offset."""
+"""The distributor's memory of what it distributed: a repeat is told from a late older version by the versions
+it skipped (its floor and gaps), and that memory survives a restart through the state record's headers."""
 
 from __future__ import annotations
 
-from services.distributor.state import StateView, parse_source, source_header, state_headers
+from services.distributor.state import DISTRIBUTED_HEADER, StateView, state_headers
+from services.distributor.versions import MAX_GAPS, Distributed
 
-TOPIC = "change.person"
 
-
-def test_versions_and_offsets_decide_new_distributed_or_late() -> None:
+def test_a_jump_leaves_a_gap_a_late_version_fills_it_and_a_repeat_is_skipped() -> None:
     view = StateView()
-    assert view.seen("person", "k", 1, (TOPIC, 0, 10)) == "new"
-    view.put("person", "k", 3, b"v3", (TOPIC, 0, 12))
-    assert view.seen("person", "k", 4, (TOPIC, 0, 13)) == "new"
-    assert view.seen("person", "k", 3, (TOPIC, 0, 14)) == "distributed"  # the same version published again
-    assert view.seen("person", "k", 2, (TOPIC, 0, 11)) == "distributed"  # before the state's record: a replay
-    assert view.seen("person", "k", 2, (TOPIC, 0, 12)) == "distributed"
-    assert view.seen("person", "k", 2, (TOPIC, 0, 13)) == "late"  # after it: arrived late
-    assert view.seen("person", "k", 2, (TOPIC, 1, 5)) == "late"  # another partition: cannot tell, deliver again
-    assert view.seen("person", "k", 2) == "distributed"  # no source: versions alone, as before
-    assert view.seen("person", "other", 1, (TOPIC, 0, 1)) == "new"
+    assert view.seen("person", "k", 1) == "new"
+    view.advance("person", "k", 1, b"v1")
+    view.advance("person", "k", 2, b"v2")
+    assert view.seen("person", "k", 2) == "distributed"  # the same version again (a replay, a second publish)
+    assert view.seen("person", "k", 1) == "distributed"  # an older one it distributed in its turn
+    stored = view.advance("person", "k", 5, b"v5")
+    assert stored.distributed == Distributed(1, ((3, 4),))
+    assert [view.seen("person", "k", v) for v in (1, 2, 3, 4, 5, 6)] == [
+        "distributed", "distributed", "late", "late", "distributed", "new",
+    ]  # fmt: skip
+    stored = view.fill("person", "k", 3)
+    assert (stored.version, stored.value, stored.distributed) == (5, b"v5", Distributed(1, ((4, 4),)))
+    assert view.seen("person", "k", 3) == "distributed"  # the late one, again: now a repeat
+    assert view.seen("person", "k", 4) == "late"
 
 
-def test_a_state_record_without_a_source_redelivers_rather_than_drops() -> None:
-    """State written before sources were recorded: an older version may be late, and a repeat is harmless."""
+def test_versions_below_the_first_one_seen_are_late_and_lower_the_floor() -> None:
     view = StateView()
-    view.put("person", "k", 3, b"v3")
-    assert view.seen("person", "k", 2, (TOPIC, 0, 1)) == "late"
+    view.advance("person", "k", 4, b"v4")  # v1..v3 never came (yet)
+    assert view.seen("person", "k", 2) == "late"
+    assert view.fill("person", "k", 2).distributed == Distributed(2, ((3, 3),))
+    assert [view.seen("person", "k", v) for v in (1, 2, 3)] == ["late", "distributed", "late"]
 
 
-def test_the_source_header_round_trips_and_bad_values_are_none() -> None:
-    name, value = source_header(("onceonly.change.person", 2, 41))
-    assert name == "onceonly.source"
-    assert parse_source(value) == ("onceonly.change.person", 2, 41)
-    for bad in (None, b"", b"topic:1", b"topic:x:3", b"\xff"):
-        assert parse_source(bad) is None
+def test_state_read_back_without_the_header_treats_every_older_version_as_late() -> None:
+    """State written before the header existed: a repeat delivered again is harmless, a late change lost is not."""
+    view = StateView()
+    view.put("person", "k", 3, b"v3", None)
+    assert view.seen("person", "k", 2) == "late"
+    assert view.seen("person", "k", 3) == "distributed"
 
 
-def test_state_headers_read_version_and_source_from_either_header_shape() -> None:
-    pairs = [("onceonly.version", b"7"), source_header((TOPIC, 0, 9))]
-    assert state_headers(pairs) == state_headers(dict(pairs)) == (7, (TOPIC, 0, 9))
+def test_the_headers_round_trip_and_bad_values_mean_unknown() -> None:
+    view = StateView()
+    view.advance("person", "k", 1, b"v1")
+    stored = view.advance("person", "k", 9, b"v9")
+    headers = stored.headers()
+    assert state_headers(headers) == state_headers(dict(headers)) == (9, Distributed(1, ((2, 8),)))
     assert state_headers(None) == (None, None)
-    assert state_headers([("onceonly.version", b"seven")]) == (None, None)
+    for bad in (b"", b"1", b"x;", b"1;2", b"1;2:x", b"\xff"):
+        assert state_headers([("onceonly.version", b"3"), (DISTRIBUTED_HEADER, bad)]) == (3, None), bad
+    assert Distributed.parse(Distributed(-5, ((-3, -2),)).encode()) == Distributed(-5, ((-3, -2),))
+
+
+def test_gaps_are_capped_by_merging_the_oldest_which_can_only_make_a_repeat_look_late() -> None:
+    d = Distributed(0)
+    latest = 0
+    for new in range(2, 2 * (MAX_GAPS + 5), 2):  # a global sequence: every change jumps one version
+        d, latest = d.advanced(latest, new), new
+    assert len(d.gaps) == MAX_GAPS
+    assert all(not d.covers(v) for v in range(1, latest, 2))  # every skipped version is still late
+    assert not d.covers(2)  # ...and the merged range made a distributed one look late: at worst a second delivery
+    assert d.covers(latest - 2)

@@ -60,8 +60,8 @@ def not_distributed_again(
     pipeline: Pipeline, event_id: str, landed: tuple[int, int], since: dict[int, int]
 ) -> Callable[[], list[str]]:
     """A check: the distributor has read past the record at ``landed`` on change.person, and has delivered nothing
-    for it since the ledger was at ``since`` (a delivery has a ledger entry): a version already distributed (or
-    overtaken by a newer one) is skipped."""
+    for it since the ledger was at ``since`` (a delivery has a ledger entry): a version already distributed is
+    skipped."""
     partition, offset = landed
 
     def check() -> list[str]:
@@ -70,6 +70,29 @@ def not_distributed_again(
         entries = [r for _, r in decoded(pipeline, read_topic(pipeline.s, "audit.deliveries", quiet=0.3, since=since))]
         again = [e for e in entries if e["change_event_id"] == event_id]
         return [f"{event_id} was distributed again: {again}"] if again else []
+
+    return check
+
+
+def distributed_late_once(
+    pipeline: Pipeline, event_id: str, landed: tuple[int, int], since: dict[int, int]
+) -> Callable[[], list[str]]:
+    """A check: the distributor has read past the late record at ``landed`` on change.person and delivered it to
+    hrss once (one ledger entry since ``since``: an older version that arrives late is distributed, not dropped),
+    and hrss, which applied the newer version first, skipped it as stale."""
+    partition, offset = landed
+
+    def check() -> list[str]:
+        if committed_offsets(pipeline.s, "distributor", "change.person").get(partition, 0) <= offset:
+            return [f"the distributor has not read change.person[{partition}]@{offset} yet"]
+        entries = [r for _, r in decoded(pipeline, read_topic(pipeline.s, "audit.deliveries", quiet=0.3, since=since))]
+        to_hrss = [e for e in entries if e["change_event_id"] == event_id and e["holder"] == "hrss"]
+        if len(to_hrss) != 1:
+            return [f"the late {event_id} was delivered to hrss {len(to_hrss)} times, expected once"]
+        outcomes = [r.outcome for r in receipts_of(pipeline, "hrss", event_id)]
+        if outcomes != ["skipped_stale"]:
+            return [f"hrss answered the late {event_id} with {outcomes}, expected ['skipped_stale']"]
+        return []
 
     return check
 
@@ -192,7 +215,7 @@ def test_out_of_order_versions(pipeline: Pipeline, fault_table: list[FaultRow]) 
     def act() -> None:
         since = ends(pipeline.s, "audit.deliveries")
         late, partition, offset = pipeline.a.out_of_order()
-        checks.append(not_distributed_again(pipeline, late, (partition, offset), since))
+        checks.append(distributed_late_once(pipeline, late, (partition, offset), since))
         produce_raw(pipeline.s, "inbox.hrss", stale.key(), value_of(stale))
 
     record(fault_table, pipeline.phase("out-of-order versions", act, checks=checks))
