@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/onceonly demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
