@@ -8,6 +8,9 @@ Two keys per fact, both under the deployment's prefix:
   "skipped_duplicate", and a dead letter that was re-driven and applied shows as applied.
 - ``<prefix>trace:<entity_type>:<entity_key>``: a sorted set of every receipt about one entity, by time, for
   ``trace``. The same receipt folded twice is one member, so a replay of the receipts topic does not double it.
+
+And one for the tracker itself: ``<prefix>tracker:positions``, a hash ``<topic>:<partition>`` -> the next offset to
+fold, written in the same transaction as the receipts it covers (as a sink keeps its watermark with its data).
 """
 
 from __future__ import annotations
@@ -88,9 +91,25 @@ class ReceiptStore:
     def _trace_key(self, entity_type: str, entity_key: str) -> str:
         return f"{self.prefix}trace:{entity_type}:{entity_key}"
 
-    def fold(self, receipts: Iterable[Mapping[str, Any]]) -> int:
-        """Fold decoded receipt records into Redis in one round trip; returns how many were folded."""
-        pipe = self.client.pipeline(transaction=False)
+    def _positions_key(self) -> str:
+        return f"{self.prefix}tracker:positions"
+
+    def positions(self, topic: str) -> dict[int, int]:
+        """Partition -> the next offset of ``topic`` to fold, as Redis holds it (absent: nothing folded here)."""
+        raw: dict[str, str] = self.client.hgetall(self._positions_key())  # type: ignore[assignment]
+        found: dict[int, int] = {}
+        for field, value in raw.items():
+            name, _, partition = field.rpartition(":")
+            if name == topic:
+                found[int(partition)] = int(value)
+        return found
+
+    def fold(
+        self, receipts: Iterable[Mapping[str, Any]], positions: Mapping[tuple[str, int], int] | None = None
+    ) -> int:
+        """Fold decoded receipt records into Redis in one transaction, with the read ``positions`` (topic,
+        partition -> next offset) they bring the fold to; returns how many were folded."""
+        pipe = self.client.pipeline(transaction=True)
         n = 0
         for r in receipts:
             at = _ms(r["applied_at"]) or 0
@@ -115,6 +134,8 @@ class ReceiptStore:
                 client=pipe,
             )
             n += 1
+        if positions:
+            pipe.hset(self._positions_key(), mapping={f"{t}:{p}": o for (t, p), o in positions.items()})
         pipe.execute()
         return n
 

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from redis import Redis
 from subscriber_kit import HOLDER, Broker, person_change, running, subscriber_config, wait_until
 
 from onceonly.stack.components import start_redis
@@ -77,3 +78,54 @@ def test_the_tracker_command_folds_receipts_logs_json_lines_and_stops_on_sigterm
     assert status(records[4]["event_id"], settings)[HOLDER]["outcome"] == "applied"
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert lines and all({"ts", "level", "logger", "message", "event_id", "holder"} <= set(doc) for doc in lines)
+
+
+def test_a_redis_that_comes_back_empty_gets_the_whole_fold_again(
+    sqlite_store: str, broker: Broker, tmp_path: Path
+) -> None:
+    """Redis restarted without persistence (the stack's own runs so): the group's committed offsets say the
+    receipts were folded, but not into this Redis. The running tracker notices its positions gone and folds the
+    receipts topic again; a tracker started later on an empty Redis does the same from the start."""
+    redis_port = free_port()
+    settings = broker.settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{redis_port}/0"})
+    records = [person_change(f"E{p}", 1, "c") for p in range(12)]
+
+    def all_tracked() -> bool:
+        return all(status(r["event_id"], settings).get(HOLDER, {}).get("outcome") == "applied" for r in records)
+
+    def run_tracker() -> tuple[Tracker, threading.Event, threading.Thread]:
+        tracker, stop_tracker = Tracker(settings, broker.codec, backoff_max=0.5), threading.Event()
+        thread = threading.Thread(target=tracker.run, args=(stop_tracker,), daemon=True)
+        thread.start()
+        return tracker, stop_tracker, thread
+
+    (tmp_path / "first").mkdir()
+    server = start_redis(tmp_path / "first", redis_port)
+    tracker, stop_tracker, thread = run_tracker()
+    try:
+        with running(subscriber_config(sqlite_store), broker.settings, broker.codec) as worker:
+            broker.publish(records)
+            wait_until(lambda: worker.stats["applied"] == 12, 30, "applies")
+        wait_until(all_tracked, 30, "the fold")
+        stop(server)  # and back, empty
+        (tmp_path / "second").mkdir()
+        server = start_redis(tmp_path / "second", redis_port)
+        assert not all_tracked()
+        wait_until(all_tracked, 30, "the running tracker to fold everything again")
+        assert tracker.stats["refolds"] >= 1
+    finally:
+        stop_tracker.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+    Redis.from_url(
+        f"redis://127.0.0.1:{redis_port}/0"
+    ).flushall()  # a tracker that starts on an empty Redis: positions from Redis, not the group
+    tracker, stop_tracker, thread = run_tracker()
+    try:
+        wait_until(all_tracked, 30, "a new tracker to fold everything again")
+    finally:
+        stop_tracker.set()
+        thread.join(10)
+        stop(server)
+    assert tracker.stats["folded"] >= len(records)
