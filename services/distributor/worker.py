@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,10 +146,15 @@ class Distributor:
     # -- start ---------------------------------------------------------------------------------------
     def prepare(self, consumer: Consumer) -> None:
         """Check topics, own the subjects, and rebuild state, interest and the ledger head from Kafka."""
+        took: dict[str, float] = {}
+        started = time.monotonic()
         self._check_topics(consumer)
         self.own_subjects()
+        took["subjects"], started = time.monotonic() - started, time.monotonic()
         self.chain = Chain.after(ledger_tail(self.settings, self.serde, self.topics.ledger))
+        took["ledger"], started = time.monotonic() - started, time.monotonic()
         self.state = load_state(self.settings, [self.topics.state(e) for e in self.topics.entity_types])
+        took["state"], started = time.monotonic() - started, time.monotonic()
         for schema_id in self.state.schema_ids():
             try:
                 self.serde.writer_schema(schema_id)
@@ -158,12 +164,14 @@ class Distributor:
                 )
         upto = committed_offsets(consumer, self.topics.interest)
         self.interest = load_interest(self.settings, self.serde, self.topics.interest, upto)
+        took["interest"] = time.monotonic() - started
         log.info(
-            "distributor ready: %d agreements, %d entities in state, %d interest registrations, ledger at seq %d",
+            "distributor ready: %d agreements, %d entities in state, %d interest registrations, ledger at seq %d (%s)",
             len(self.agreements),
             len(self.state),
             len(self.interest),
             self.chain.seq,
+            ", ".join(f"{step} {seconds:.1f}s" for step, seconds in took.items()),
         )
 
     def own_subjects(self) -> None:
