@@ -15,7 +15,7 @@ from pathlib import Path
 
 from onceonly.errors import StackError
 from onceonly.stack import components
-from onceonly.stack.process import Managed, free_port, stop
+from onceonly.stack.process import Managed, free_port, port_open, stop, wait_until
 
 __all__ = ["ComponentStatus", "EmbeddedStack", "StackOptions"]
 
@@ -124,6 +124,9 @@ class EmbeddedStack:
             raise StackError("no broker recorded in this stack")
         stop(broker)
         port = int(broker.url.rsplit(":", 1)[1])
+        # Its listening socket can outlive the wait by a moment on a busy machine; the new broker needs the port.
+        if not wait_until(lambda: not port_open("127.0.0.1", port), 15.0):
+            raise StackError(f"the broker's port {port} is still taken 15 s after the broker stopped")
         fresh = components.start_broker(
             self.state_dir.resolve(), port, broker.extra["storage"], broker.extra.get("env", {})
         )
