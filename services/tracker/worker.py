@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 import redis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config
@@ -93,7 +93,7 @@ class Tracker:
             self._unplaced |= {tp.partition for tp in partitions}
             return
         for tp in partitions:
-            tp.offset = held.get(tp.partition, OFFSET_BEGINNING)
+            tp.offset = held.get(tp.partition, 0)  # 0 gone to retention: auto.offset.reset=earliest
             self._folded[tp.partition] = held.get(tp.partition, 0)
         consumer.assign(partitions)
 
@@ -113,7 +113,7 @@ class Tracker:
             self.stats["refolds"] += 1
         for p in (lost | self._unplaced) & assigned:
             self._folded[p] = held.get(p, 0)
-            consumer.seek(TopicPartition(self.topic, p, held.get(p, OFFSET_BEGINNING)))
+            consumer.seek(TopicPartition(self.topic, p, held.get(p, 0)))
         moved = lost | self._unplaced
         self._unplaced.clear()
         if moved:
