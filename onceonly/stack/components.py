@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from onceonly.errors import StackError
-from onceonly.stack.process import Managed, log_tail, port_open, spawn, wait_until
+from onceonly.stack.process import Managed, log_tail, port_open, spawn, stop, wait_until
 
 
 def find_tansu() -> str:
@@ -75,6 +75,7 @@ def start_broker(state: Path, port: int, storage: str, env: dict[str, str], time
     managed = spawn("broker", cmd, addr, state / "broker.log", env=env)
     managed.extra["storage"] = storage
     if not wait_until(lambda: broker_ready(addr), timeout, managed):
+        stop(managed)  # nothing left half-started
         raise StackError(
             f"the broker did not come up on {addr} within {timeout:.0f}s: {log_tail(managed)}",
             hint=f"see {managed.log}",
@@ -117,6 +118,7 @@ def start_redis(state: Path, port: int, timeout: float = 10.0) -> Managed:
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(state)]
     managed = spawn("redis", cmd, url, state / "redis.log")
     if not wait_until(lambda: redis_ready(url), timeout, managed):
+        stop(managed)
         raise StackError(f"redis-server did not come up on port {port}: {log_tail(managed)}")
     return managed
 
@@ -134,6 +136,7 @@ def start_registry(state: Path, port: int, env: dict[str, str], timeout: float =
     cmd = [sys.executable, "-m", "onceonly", "registry", "serve", "--host", "127.0.0.1", "--port", str(port)]
     managed = spawn("registry", cmd, url, state / "registry.log", env=env)
     if not wait_until(lambda: registry_ready(url), timeout, managed):
+        stop(managed)
         raise StackError(f"the schema registry did not come up on {url}: {log_tail(managed)}")
     return managed
 
@@ -152,6 +155,7 @@ def start_s3(state: Path, port: int, bucket: str, timeout: float = 20.0) -> Mana
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     managed = spawn("s3", cmd, url, state / "s3.log")
     if not wait_until(lambda: s3_ready(url), timeout, managed):
+        stop(managed)
         raise StackError(
             f"the S3 server (moto) did not come up on {url}: {log_tail(managed)}", hint="pip install 'moto[server]'"
         )
