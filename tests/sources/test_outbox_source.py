@@ -65,6 +65,9 @@ def test_bad_rows_are_dead_lettered_with_the_reason_and_the_rest_flow(topics: Se
     assert query(app_db, "SELECT id FROM outbox ORDER BY id") == [(1,), (7,)]  # moved, not copied
 
 
+# Once in many runs the embedded broker answered the recovered run with PRODUCER_FENCED for a producer id it had
+# just issued (a Tansu quirk, not Apache Kafka's behaviour); one rerun, reported as such, keeps that visible.
+@pytest.mark.flaky(reruns=1)
 def test_broker_unreachable_retries_with_backoff_and_marks_nothing(topics: Settings, app_db: str) -> None:
     """A real fault: nothing listens on the broker port. Then the broker is back and everything goes out."""
     insert_outbox(app_db, [("person", person_id(k), payload(person_change(person_id(k)))) for k in range(10)])
