@@ -289,7 +289,7 @@ class Pipeline:
         warmup: float = 1.0,
         dead: Sequence[Expected] = (),
         checks: list[Check] | None = None,
-        timeout: float = 90.0,
+        timeout: float = 150.0,  # recoveries of 50-76 s were measured on a busy day; only a failure waits longer
         stall: float = 20.0,
     ) -> tuple[FaultRow, Verdict]:
         """Run the workload, ``act`` (the fault and its healing), pause the workload, wait for convergence."""
