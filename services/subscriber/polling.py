@@ -105,11 +105,17 @@ def wait_paused(consumer: Consumer, seconds: float, stop: threading.Event, carry
         carry.extend(m for m in consumer.consume(num_messages=100, timeout=0.2) if usable(m))
 
 
-def commit(consumer: Consumer, positions: Iterable[tuple[str, int, int]]) -> bool:
-    """Commit ``(topic, partition, offset)`` read positions synchronously: the next read starts after each offset."""
+def next_offsets(positions: Iterable[tuple[str, int, int]]) -> dict[tuple[str, int], int]:
+    """``(topic, partition, offset)`` read positions -> per partition, the offset to read next."""
     offsets: dict[tuple[str, int], int] = {}
     for topic, partition, offset in positions:
         offsets[(topic, partition)] = max(offsets.get((topic, partition), 0), offset + 1)
+    return offsets
+
+
+def commit(consumer: Consumer, positions: Iterable[tuple[str, int, int]]) -> bool:
+    """Commit ``(topic, partition, offset)`` read positions synchronously: the next read starts after each offset."""
+    offsets = next_offsets(positions)
     if not offsets:
         return True
     try:

@@ -25,7 +25,7 @@ from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config
 from onceonly.settings import Settings
 from services.subscriber.codec import Codec, registry_unavailable
-from services.subscriber.polling import KAFKA_LOG, commit, next_batch, wait_paused
+from services.subscriber.polling import KAFKA_LOG, commit, next_batch, next_offsets, wait_paused
 from services.subscriber.receipts import RECEIPTS_TOPIC
 from services.tracker.store import ReceiptStore
 
@@ -126,10 +126,8 @@ class Tracker:
         while not stop.is_set():
             try:
                 self._rewind(consumer, batch)
-                positions: dict[tuple[str, int], int] = {}
-                for m in batch:
-                    tp = (m.topic() or "", m.partition() or 0)
-                    positions[tp] = max(positions.get(tp, 0), (m.offset() or 0) + 1)
+                read = [(m.topic() or "", m.partition() or 0, m.offset() or 0) for m in batch]
+                positions = next_offsets(read)
                 self.store.fold(self._decode(batch), positions)
             except (redis.RedisError, _RegistryDown) as e:
                 self.stats["retries"] += 1
@@ -139,7 +137,7 @@ class Tracker:
                 continue
             consumer.resume(consumer.assignment())
             self._folded.update({p: o for (_, p), o in positions.items()})
-            commit(consumer, ((m.topic() or "", m.partition() or 0, m.offset() or 0) for m in batch))
+            commit(consumer, read)
             self.stats["folded"] += len(batch)
             return
 
