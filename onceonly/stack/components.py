@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -148,8 +149,27 @@ def s3_ready(url: str) -> bool:
         return False
 
 
+S3_SERVER_MODULES = ("moto", "werkzeug", "flask", "flask_cors")  # what ``python -m moto.server`` imports
+
+
+def missing_module(names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that cannot be imported here, or None (found without importing it)."""
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):  # a parent that fails to import, or a module set to None
+            return name
+    return None
+
+
 def start_s3(state: Path, port: int, bucket: str, timeout: float = 20.0) -> Managed:
     """A local S3 server (moto) so the broker's ``s3://`` storage survives a broker restart."""
+    if (missing := missing_module(S3_SERVER_MODULES)) is not None:
+        raise StackError(
+            f"--storage s3 needs the moto S3 server, and the module {missing} is not installed",
+            hint="pip install 'onceonly[embedded]'",
+        )
     require_free("127.0.0.1", port, "S3 server", "--s3-port")
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
@@ -157,7 +177,8 @@ def start_s3(state: Path, port: int, bucket: str, timeout: float = 20.0) -> Mana
     if not wait_until(lambda: s3_ready(url), timeout, managed):
         stop(managed)
         raise StackError(
-            f"the S3 server (moto) did not come up on {url}: {log_tail(managed)}", hint="pip install 'moto[server]'"
+            f"the S3 server (moto) did not come up on {url}: {log_tail(managed)}",
+            hint="pip install 'onceonly[embedded]' (it brings moto)",
         )
     httpx.put(f"{url}/{bucket}", timeout=5.0)
     return managed

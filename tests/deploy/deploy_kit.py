@@ -8,8 +8,10 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import typer
@@ -17,7 +19,17 @@ import typer.main
 import yaml
 
 from onceonly.cli import app
-from onceonly.settings import Settings
+from onceonly.errors import ConfigError
+from onceonly.settings import Settings, load_settings
+from onceonly.signing import (
+    DISTRIBUTOR,
+    authorities_from_departments,
+    authority_verifier,
+    inbox_verifier,
+    signer_for,
+    write_keypair,
+)
+from services.gateway.config import ENV_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -38,7 +50,7 @@ SUPPORTED_IMAGES: dict[str, set[str]] = {
 # Python modules run as services (python -m ...).
 SERVICE_MODULES = {"services.tracker"}
 # Environment names the platform reads besides Settings fields.
-OTHER_ONCEONLY_ENV = {"ONCEONLY_SCHEMA_DIR", "ONCEONLY_IMAGE"}
+OTHER_ONCEONLY_ENV = {"ONCEONLY_SCHEMA_DIR", "ONCEONLY_IMAGE", ENV_KEYS}  # ENV_KEYS: the gateway's API keys
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -172,3 +184,113 @@ def option_value(argv: list[str], option: str) -> str | None:
     if option in argv:
         return argv[argv.index(option) + 1]
     return None
+
+
+# --- what a container reads at start, before it connects to anything -------------------------------------------------
+
+# The commands that run as services, and so must find everything they read at start in what their file gives them.
+SERVICE_COMMANDS = {
+    ("gateway", "serve"),
+    ("source", "run"),
+    ("subscriber", "run"),
+    ("distributor", "run"),
+    ("operator", "serve"),
+    ("tracker", "run"),
+    ("registry", "serve"),
+}
+_COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:[-?])([^}]*))?\}")
+
+
+def interpolate(value: str, dotenv: Mapping[str, str]) -> str:
+    """compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?message}`` and ``$$`` against the ``.env`` values."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        if dotenv.get(name):
+            return dotenv[name]
+        if op == ":?":
+            raise KeyError(f"{name} is required in .env" + (f" ({arg})" if arg else ""))
+        return arg if op == ":-" else ""
+
+    return _COMPOSE_VARIABLE.sub(sub, value)
+
+
+@dataclass
+class Started:
+    """What a service command read at start: its settings, the names in its config section, its key material."""
+
+    command: tuple[str, ...]
+    settings: Settings
+    configured: list[str] = field(default_factory=list)
+    signs_as: list[str] = field(default_factory=list)
+    verifies: list[str] = field(default_factory=list)
+
+
+def start_like(argv: list[str], workdir: str, files: Mapping[str, Path]) -> Started:
+    """Load what ``argv`` loads before connecting, the way the command does, from the current environment.
+
+    ``files`` maps paths inside the container to the repository files mounted there; a config argument that is not
+    mounted is an error, as it would be in the container. Raises the command's own error (ConfigError) when the
+    service would exit at start.
+    """
+    from connectors.sources import load_sources
+    from services.distributor.agreements import load_agreements
+    from services.gateway import load_gateway_config
+    from services.subscriber import load_subscribers
+
+    cmd, path, rest = _resolve(argv[1:])
+    assert tuple(path) in SERVICE_COMMANDS, f"not a service command: {argv}"
+    params = cmd.make_context(" ".join(["onceonly", *path]), rest).params
+    if path == ["distributor", "run"] and params.get("config") is None:
+        params["config"] = "onceonly.yaml"  # what the command reads when given none
+    config: Path | None = None
+    if params.get("config") is not None:
+        inside = str(PurePosixPath(workdir) / str(params["config"]))
+        if inside not in files:
+            raise ConfigError(f"{inside}: file not found (nothing is mounted there)")
+        config = files[inside]
+    settings = load_settings()
+    started = Started(tuple(path), settings)
+    signing = settings.signatures == "require"
+    if path == ["gateway", "serve"]:
+        gateway = load_gateway_config(config)
+        started.configured = sorted(gateway.api_keys)
+        started.signs_as = started.configured
+    elif path == ["source", "run"]:
+        assert config is not None
+        sources = load_sources(config).select(params.get("source"))
+        started.configured = [s.name for s in sources]
+        started.signs_as = sorted({s.department for s in sources})
+    elif path == ["subscriber", "run"]:
+        assert config is not None
+        started.configured = [s.department for s in load_subscribers(config).select(params.get("department"))]
+        started.verifies = [DISTRIBUTOR]
+    elif path == ["distributor", "run"]:
+        assert config is not None
+        agreements = load_agreements(config)
+        started.configured = [a.id for a in agreements]
+        started.signs_as = [DISTRIBUTOR]
+        started.verifies = sorted(set(authorities_from_departments().values()))
+    elif path == ["operator", "serve"]:
+        started.signs_as = [DISTRIBUTOR]  # re-drives and replays into inboxes
+    if signing:
+        for department in started.signs_as:
+            assert signer_for(settings, department) is not None
+        if started.command == ("subscriber", "run"):
+            assert inbox_verifier(settings) is not None
+        if started.command == ("distributor", "run"):
+            verifier = authority_verifier(settings)
+            assert verifier is not None
+            missing = {d for d in started.verifies if not any(k.startswith(f"{d}:") for k in verifier.key_ids)}
+            if missing:
+                raise ConfigError(f"no public key of {', '.join(sorted(missing))} in {settings.signing_keys}")
+    return started
+
+
+def key_folder(folder: Path, departments: list[str]) -> Path:
+    """A key folder as ``onceonly keys new <dept> --dir`` makes it, for each of ``departments``."""
+    for department in departments:
+        write_keypair(folder, department)
+    return folder

@@ -10,11 +10,13 @@ import pytest
 from deploy_kit import (
     COMPOSE_DIR,
     DEPLOY,
+    OTHER_ONCEONLY_ENV,
     SUPPORTED_IMAGES,
     as_args,
     command_problem,
     compose,
     compose_services,
+    interpolate,
     invocations,
     literal_secrets,
     option_value,
@@ -90,7 +92,7 @@ def test_the_platform_image_installs_the_package_and_runs_onceonly() -> None:
     assert re.search(r"^USER 10001$", dockerfile, re.M)  # not root
     assert "/var/lib/onceonly/setup" in dockerfile  # the setup volume is writable by that user
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text()
-    for path in ("onceonly", "services", "connectors", "schemas", "pyproject.toml"):
+    for path in ("onceonly", "services", "connectors", "schemas", "pyproject.toml", "setup.py"):
         assert f"!{path}" in ignore
 
 
@@ -134,7 +136,7 @@ def test_health_checks_probe_the_ports_the_commands_listen_on() -> None:
 
 
 def test_platform_environment_names_are_settings() -> None:
-    known = settings_env_names()
+    known = settings_env_names() | OTHER_ONCEONLY_ENV
     for name, service in compose_services().items():
         for key in service_env(service):
             if key.startswith("ONCEONLY_"):
@@ -145,7 +147,7 @@ def service_settings(service: dict[str, Any]) -> Settings:
     env: dict[str, Any] = {
         k[len("ONCEONLY_") :].lower(): v for k, v in service_env(service).items() if k.startswith("ONCEONLY_")
     }
-    env = {k: re.sub(r"\$\{[A-Z_]+:\?\}", "placeholder", v) for k, v in env.items()}
+    env = {k: interpolate(v, {name: "placeholder" for name in re.findall(r"\$\{(\w+):\?", v)}) for k, v in env.items()}
     return Settings(**env)
 
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from deploy_kit import (
     K8S_DIR,
+    OTHER_ONCEONLY_ENV,
     SUPPORTED_IMAGES,
     command_problem,
     configmap,
@@ -72,7 +73,7 @@ def test_no_secret_objects_and_every_secret_is_referenced() -> None:
     for d in deployments():
         for c in containers(d):
             for name, e in container_env(c).items():
-                if re.search(r"PASSWORD|SECRET|TOKEN|REDIS_URL", name):
+                if re.search(r"PASSWORD|PASSPHRASE|SECRET|TOKEN|REDIS_URL|API_KEYS", name):
                     assert "value" not in e and "secretKeyRef" in e["valueFrom"], f"{name} must come from a Secret"
     for key, value in configmap("onceonly-env").items():
         assert not re.search(r"PASSWORD|SECRET", key), key
@@ -140,7 +141,7 @@ def test_every_command_is_a_real_onceonly_command() -> None:
 
 
 def test_environment_names_are_settings() -> None:
-    known = settings_env_names()
+    known = settings_env_names() | OTHER_ONCEONLY_ENV
     names = set(configmap("onceonly-env"))
     for d in deployments():
         for c in containers(d):

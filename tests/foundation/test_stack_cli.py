@@ -115,3 +115,18 @@ def test_broker_that_never_comes_up(state: Path, tmp_path: Path) -> None:
     assert "the broker did not come up" in result.stderr and "storage engine refused" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (state / "stack.json").exists()
+
+
+@pytest.mark.parametrize("module", ["moto", "flask"])
+def test_s3_storage_without_moto_is_one_clear_line(state: Path, module: str) -> None:
+    """`--storage s3` where the embedded extra was not installed: said before anything starts, naming the fix."""
+    hide = f"import sys; sys.modules[{module!r}] = None; from onceonly.cli import main; main()"  # as if not installed
+    base = {k: v for k, v in os.environ.items() if not k.startswith("ONCEONLY_")}
+    args = ["stack", "up", "--state-dir", str(state), "--storage", "s3", *ports()]
+    result = subprocess.run([sys.executable, "-c", hide, *args], capture_output=True, text=True, timeout=60, env=base)
+    assert result.returncode != 0
+    assert f"--storage s3 needs the moto S3 server, and the module {module} is not installed" in result.stderr
+    assert "pip install 'onceonly[embedded]'" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (state / "stack.json").exists()
+    assert children_of_stack(state) == []

@@ -2,6 +2,7 @@
 -- and onceonly.yaml maps entity fields to these columns. Runs once, when the data volume is empty.
 CREATE DATABASE housing_fund;
 CREATE DATABASE tax;
+CREATE DATABASE hukou;  -- public_security's system of record (the outbox source's example)
 
 \connect housing_fund
 CREATE TABLE gjj_grxx (
@@ -27,3 +28,16 @@ CREATE TABLE enterprise (
     status         text,
     deregistered   boolean NOT NULL DEFAULT false
 );
+
+\connect hukou
+-- public_security's application writes a row here in the same transaction as its own change (the outbox pattern);
+-- the source hukou-outbox publishes it and sets sent_at. Columns as connectors.sources.outbox_table.
+CREATE TABLE outbox (
+    id             bigserial PRIMARY KEY,
+    aggregate_type varchar(64) NOT NULL,
+    aggregate_id   varchar(128) NOT NULL,
+    payload        text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    sent_at        timestamptz
+);
+CREATE INDEX ix_outbox_unsent ON outbox (sent_at, id);
