@@ -90,6 +90,22 @@ def redact_value(value: Any, key: str = "") -> Any:
     return redact(str(value))
 
 
+def change_fields(
+    event_id: str | None = None,
+    holder: str | None = None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """``extra=`` for a line about one change; built only where such a line is logged, so the hot path pays nothing.
+
+    Unknown (None) fields are left out, so they do not hide what a ``log_context`` around the line says.
+    """
+    fields = {"event_id": event_id, "holder": holder, "topic": topic, "partition": partition, "offset": offset}
+    return {k: v for k, v in {**fields, **more}.items() if v is not None}
+
+
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Attach fields (event_id, holder, topic, ...) to every line logged inside the block, in this task/thread."""

@@ -155,3 +155,20 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         "ONCEONLY_PROFILE": settings.profile,
         **extra,
     }
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def prometheus_samples(text: str) -> Samples:
+    """A /metrics page as ``(name, labels) -> value``, to assert on one series by its exact labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """One series' value, or None when the page does not have it."""
+    return samples.get((name, frozenset(labels.items())))

@@ -7,11 +7,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from onceonly.cli.common import StateDir, cli_settings, console
+from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.settings import DEFAULT_STATE_DIR
 
 app = typer.Typer(
-    help="Register or end a holder's interest in one entity; it gets a fill message, then the changes.",
+    help="Register or end a holder's interest in one entity; it gets a fill message, then the changes.\n\n"
+    "Example:  onceonly interest list --holder housing_fund",
     no_args_is_help=True,
 )
 
@@ -83,4 +84,6 @@ def serve(
 
     from services.distributor.api import create_app
 
-    uvicorn.run(create_app(cli_settings(state_dir)), host=host, port=port, log_level="warning")
+    settings = cli_settings(state_dir)
+    start_service(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", log_config=None)

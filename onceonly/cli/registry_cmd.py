@@ -6,7 +6,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="The embedded schema registry (Confluent REST API).", no_args_is_help=True)
+app = typer.Typer(
+    help="The embedded schema registry (Confluent REST API).\n\n"
+    "Example:  onceonly registry serve --port 8081 --store kafka",
+    no_args_is_help=True,
+)
 
 
 @app.command()

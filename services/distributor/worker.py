@@ -37,6 +37,7 @@ from onceonly import metrics
 from onceonly.deadletter import dead_letter_headers
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config
+from onceonly.logs import change_fields
 from onceonly.settings import Settings
 from onceonly.signing import DISTRIBUTOR, SignatureRefused, authority_verifier, signer_for
 from onceonly.standard import RegistryClient, RegistryUnavailable, Serde, SerdeError, frame
@@ -49,7 +50,7 @@ from services.distributor.recovery import committed_offsets, ledger_tail, load_i
 from services.distributor.sending import Out, gapless_producer, send
 from services.distributor.state import InterestSet, StateView, interest_key
 from services.distributor.topology import Topics, build_routes, platform_subjects, register_routes
-from services.subscriber.polling import commit, consumer_tuning, next_batch, wait_paused
+from services.subscriber.polling import KAFKA_LOG, LagMeter, commit, consumer_tuning, next_batch, wait_paused
 
 log = logging.getLogger(__name__)
 OPS = ("c", "u", "d", "r")
@@ -130,6 +131,7 @@ class Distributor:
         self.ledger = LedgerWriter(self.serde, *self.platform["ledger"])
         self._at: tuple[datetime | None, int] = (None, 0)
         self.group_id = f"{settings.topic_prefix}distributor"
+        self.lag = LagMeter(self.group_id)
         self.stats: Counter[str] = Counter()
         self.state = StateView()
         self.interest = InterestSet()
@@ -196,14 +198,21 @@ class Distributor:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, **consumer_tuning(self.settings)))
+        consumer = Consumer(
+            confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG, **consumer_tuning(self.settings))
+        )
         producer = gapless_producer(self.settings)
         try:
             self.prepare(consumer)
-            consumer.subscribe([*self.topics.by_change_topic, self.topics.interest], on_assign=self._on_assign)
+            consumer.subscribe(
+                [*self.topics.by_change_topic, self.topics.interest],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
             self.ready.set()
             while not stop.is_set():
-                batch = next_batch(consumer, self.batch_size, self._carry)
+                batch = next_batch(consumer, self.batch_size, self._carry, self.lag)
                 if batch:
                     self._process(consumer, producer, batch, stop)
         finally:
@@ -215,8 +224,14 @@ class Distributor:
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         metrics.REBALANCES.labels(service="distributor").inc()
+        self.lag.forget(partitions)
         log.info("distributor: assigned %d partitions", len(partitions))
         self.assigned.set()
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.lag.forget(partitions)
+        if partitions:
+            log.info("distributor: %d partitions revoked", len(partitions))
 
     def _process(self, consumer: Consumer, producer: Producer, batch: Sequence[Message], stop: threading.Event) -> None:
         items = self._decode_all(consumer, [_item(m) for m in batch], stop)
@@ -228,7 +243,7 @@ class Distributor:
                 return
         self.stats.update(plan.counts)
         plan.report()
-        commit(consumer, plan.positions)
+        commit(consumer, plan.positions, self.lag)
 
     def _decode_all(self, consumer: Consumer, items: list[Item], stop: threading.Event) -> list[Item] | None:
         """Decode the batch; while the registry is down, pause (staying in the group) and try again."""
@@ -281,14 +296,29 @@ class Distributor:
         seen = self.state.seen(entity_type, key, version)
         if seen == "distributed":
             plan.counts["already_distributed"] += 1
+            log.debug(
+                "%s %s v%d was distributed before (a batch redone after a restart): skipped",
+                entity_type,
+                key,
+                version,
+                extra=change_fields(str(change["event_id"]), None, it.topic, it.partition, it.offset),
+            )
             return
         plan.counts["changes" if seen == "new" else "late"] += 1
         routes = self._governing.get(entity_type, {})
         envelope: list[bytes] = []  # the envelope's bytes, encoded once for every holder of this change
         for decision in decide_change(change, routes, self.interest, now, self._previous(change)):
             self._record(plan, decision, now, it, envelope)
+            if seen == "late":  # rare: one line per holder, so a search by holder finds it
+                log.info(
+                    "%s %s v%d arrived after a newer version: %s late",
+                    entity_type,
+                    key,
+                    version,
+                    "delivered" if decision.delivered else "withheld",
+                    extra=change_fields(str(change["event_id"]), decision.holder, it.topic, it.partition, it.offset),
+                )
         if seen == "late":  # the state keeps the newer value; the version joins those distributed
-            log.info("%s %s v%d arrived after a newer version: distributed late", entity_type, key, version)
             stored = self.state.fill(entity_type, key, version)
         else:
             stored = self.state.advance(entity_type, key, version, it.value or b"")
@@ -341,12 +371,25 @@ class Distributor:
         holder, entity_type, key = str(record["holder"]), str(record["entity_type"]), str(record["entity_key"])
         stored = self.state.get(entity_type, key)
         if stored is None:
-            log.info("interest of %s in %s %s: no state yet, changes will follow", holder, entity_type, key)
+            log.info(
+                "interest of %s in %s %s: no state yet, changes will follow",
+                holder,
+                entity_type,
+                key,
+                extra=change_fields(holder=holder),
+            )
             return
         try:
             latest = self.serde.decode(stored.value).record
         except (SerdeError, RegistryUnavailable) as e:
-            log.warning("cannot fill %s with %s %s: its state does not decode: %s", holder, entity_type, key, e)
+            log.warning(
+                "cannot fill %s with %s %s: its state does not decode: %s",
+                holder,
+                entity_type,
+                key,
+                e,
+                extra=change_fields(holder=holder),
+            )
             return
         decision = decide_fill(holder, entity_type, latest, self.routes.get(entity_type, []), now)
         if decision is not None:
@@ -443,7 +486,17 @@ class Distributor:
             original=it.headers,
         )
         plan.inbox.append(Out(self.topics.dlq, it.key, it.value or b"", headers))
-        log.warning("dead letter %s[%d]@%d: %s: %s", it.topic, it.partition, it.offset, type(error).__name__, error)
+        log.warning(
+            "dead letter %s[%d]@%d: %s: %s",
+            it.topic,
+            it.partition,
+            it.offset,
+            type(error).__name__,
+            error,
+            extra=change_fields(
+                event_id if isinstance(event_id, str) else None, holder or None, it.topic, it.partition, it.offset
+            ),
+        )
 
 
 def _envelope_problem(record: Mapping[str, Any], topic_entity: str | None) -> Undistributable | None:

@@ -22,7 +22,8 @@ from prometheus_client import generate_latest
 
 from onceonly.catalog import load_departments
 from onceonly.errors import ConfigError
-from onceonly.metrics import PUBLISH_REJECTED
+from onceonly.logs import change_fields
+from onceonly.metrics import PUBLISH_REJECTED, CountRequests
 from onceonly.publisher import AsyncPublisher, Heartbeat, PublishFailed
 from onceonly.settings import Settings, load_settings
 from onceonly.standard import RecordInvalid, RegistryUnavailable
@@ -76,6 +77,7 @@ def create_app(config: GatewayConfig, settings: Settings | None = None) -> FastA
         summary="Publish changes to the facts your department is the authority for.",
         lifespan=lifespan,
     )
+    app.add_middleware(CountRequests, service="gateway")
     app.post("/v1/changes", status_code=202, response_model=ChangeAccepted, responses=_ERRORS)(post_change)
     app.get("/healthz", response_model=dict[str, str])(healthz)
     app.get("/metrics", response_class=PlainTextResponse, include_in_schema=False)(metrics)
@@ -109,6 +111,12 @@ async def post_change(
         raise _field_errors(RecordInvalid("entity_type", e.message)) from None
     if authority != caller:
         PUBLISH_REJECTED.labels("gateway", "not_authority").inc()
+        log.info(
+            "refused: %s is not the authority for %s",
+            caller,
+            body.entity_type,
+            extra=change_fields(body.event_id, department=caller),
+        )
         raise HTTPException(403, f"{caller} is not the authority for {body.entity_type} ({authority} is)")
     store: IdempotencyStore = request.app.state.idempotency
     print_ = body.model_dump_json()
@@ -119,6 +127,8 @@ async def post_change(
                 raise HTTPException(422, "this Idempotency-Key was used with a different body")
             if earlier.status is None:
                 raise HTTPException(409, "a request with this Idempotency-Key is still in flight")
+            replayed = earlier.body.get("event_id") if isinstance(earlier.body, dict) else None
+            log.info("answered from Idempotency-Key", extra=change_fields(replayed, department=caller))
             return JSONResponse(earlier.body, earlier.status, headers={"Idempotent-Replayed": "true"})
     try:
         accepted = await _publish(request.app.state.publisher, body, caller, idempotency_key)
@@ -129,16 +139,24 @@ async def post_change(
     if idempotency_key:
         await store.finish(caller, idempotency_key, print_, 202, accepted)
     request.app.state.heartbeat.alive(published=1)
+    log.info(
+        "accepted %s v%d",
+        body.entity_type,
+        body.authority_version,
+        extra=change_fields(
+            accepted["event_id"], None, accepted["topic"], accepted["partition"], accepted["offset"], department=caller
+        ),
+    )
     return accepted
 
 
 async def _beat(heartbeat: Heartbeat) -> None:
-    """Prove the gateway is alive while no department posts (the heartbeat waits for its ack in a thread)."""
+    """Prove the gateway is alive, posts or not (the heartbeat waits for its ack in a thread)."""
     while True:
         await asyncio.sleep(min(heartbeat.interval, 1.0))
         heartbeat.alive()
         try:
-            await asyncio.to_thread(heartbeat.beat_if_quiet)
+            await asyncio.to_thread(heartbeat.beat_if_due)
         except PublishFailed as e:
             log.warning("gateway heartbeat not sent: %s", e)
 
@@ -158,8 +176,10 @@ async def _publish(publisher: AsyncPublisher, body: ChangeIn, department: str, r
     try:
         result = await publisher.publish(body.change(department), source=source)
     except RecordInvalid as e:
+        log.info("refused: %s", e, extra=change_fields(body.event_id, department=department))
         raise _field_errors(e) from None
     except (RegistryUnavailable, PublishFailed) as e:
+        log.warning("not published: %s", e, extra=change_fields(body.event_id, department=department))
         raise HTTPException(503, f"not published, retry later: {e}", headers={"Retry-After": "5"}) from None
     return ChangeAccepted(
         event_id=result.event_id, topic=result.topic, partition=result.partition, offset=result.offset

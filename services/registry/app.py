@@ -14,8 +14,10 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onceonly.metrics import CountRequests
 from services.registry.errors import RegistryHTTPError, bad_request
 from services.registry.registry import Registry
 from services.registry.store import MemoryStore
@@ -69,6 +71,12 @@ def create_app(registry: Registry | None = None) -> FastAPI:
     reg = registry or Registry(MemoryStore())
     app = FastAPI(title="onceonly schema registry", default_response_class=SRResponse, redirect_slashes=False)
     _install_error_handlers(app)
+    app.add_middleware(CountRequests, service="registry")
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        """Prometheus metrics: requests by route and status (``onceonly_http_requests``)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/")
     def root() -> dict[str, Any]:

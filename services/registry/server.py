@@ -40,6 +40,6 @@ def serve(host: str, port: int, store: str = "auto") -> None:
     try:
         registry = Registry(backend)
         log.info("schema registry listening on http://%s:%d (state in %s)", host, port, backend.description)
-        uvicorn.run(create_app(registry), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(registry), host=host, port=port, log_level="warning", log_config=None)
     finally:
         backend.close()

@@ -19,7 +19,8 @@ Why confluent-kafka's ``Consumer`` and not a Faust agent (the issue asked for Fa
 
 Scaling is the consumer group's: workers of one department share its partitions; an entity's changes stay in one
 partition, so per-entity order holds across workers. A redelivery after a crash or rebalance is harmless: the
-version guard turns it into ``skipped_duplicate``.
+version guard turns it into ``skipped_duplicate``, marked as a repeat of the apply (``already_applied_at``) when the
+store had applied it, so a receipt lost between the store's commit and the send is made good.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ from onceonly import metrics
 from onceonly.deadletter import framed_schema_id
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config, confluent_producer_config
+from onceonly.logs import log_context
 from onceonly.settings import Settings
 from onceonly.signing import SignatureRefused, inbox_verifier
 from services.subscriber.codec import Codec, registry_unavailable
 from services.subscriber.config import SubscriberConfig
 from services.subscriber.outbox import Outbox
-from services.subscriber.outcomes import Item, PublishUnavailable, Reporter
-from services.subscriber.polling import KAFKA_LOG, commit, consumer_tuning, next_batch, wait_paused
+from services.subscriber.outcomes import Item, PublishUnavailable, Reporter, stuck_at
+from services.subscriber.polling import KAFKA_LOG, LagMeter, commit, consumer_tuning, next_batch, wait_paused
 from services.subscriber.receipts import RECEIPTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -87,10 +89,15 @@ class Subscriber:
         self._carry: list[Message] = []
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self.lag = LagMeter(self.group_id)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop``; the batch in flight is finished (or abandoned if its sink is down) and committed."""
+        with log_context(holder=self.holder):  # every line of this worker's thread names its holder, at no cost
+            self._run(stop)
+
+    def _run(self, stop: threading.Event) -> None:
         if not self._open_sink(stop):
             return
         consumer = Consumer(
@@ -110,7 +117,7 @@ class Subscriber:
             log.info("subscriber %s: %s -> %r (group %s)", self.holder, ",".join(self.topics), self.sink, self.group_id)
             started = True
             while not stop.is_set():
-                batch = next_batch(consumer, self.config.batch_size, self._carry)
+                batch = next_batch(consumer, self.config.batch_size, self._carry, self.lag)
                 if batch:
                     self._process(batch, stop)
         finally:
@@ -150,12 +157,14 @@ class Subscriber:
         self.assigned.update((p.topic, p.partition) for p in partitions)
         self.assignments += 1
         metrics.REBALANCES.labels(service=f"subscriber.{self.holder}").inc()
+        self.lag.forget(partitions)
         log.info("subscriber %s: assigned %s", self.holder, sorted(self.assigned))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Forget what was read but not finished from these partitions: the next owner reads it again."""
         gone = {(p.topic, p.partition) for p in partitions}
         self.assigned.difference_update(gone)
+        self.lag.forget(partitions)
         self._pending[:] = [it for it in self._pending if it.tp not in gone]
         self._carry[:] = [m for m in self._carry if (m.topic(), m.partition()) not in gone]
 
@@ -176,7 +185,13 @@ class Subscriber:
                     self._finalize(stop)
                     return
                 except (TransientSinkError, DecodeUnavailable, PublishUnavailable) as e:
-                    log.warning("subscriber %s: %s; pausing, retry in %.1fs", self.holder, e, delay)
+                    log.warning(
+                        "subscriber %s: %s; pausing, retry in %.1fs",
+                        self.holder,
+                        e,
+                        delay,
+                        extra=stuck_at(self._pending),
+                    )
                     self.stats["retries"] += 1
                     paused = True
                     self._wait_paused(delay, stop)
@@ -250,6 +265,6 @@ class Subscriber:
                 "subscriber %s: stopped before %d records were published; not committing", self.holder, len(outbox)
             )
             return
-        commit(self._consumer, ((it.topic, it.partition, it.offset) for it in done))
+        commit(self._consumer, ((it.topic, it.partition, it.offset) for it in done), self.lag)
         del self._pending[:n]
         self.reporter.count(done, outcomes, self.stats)

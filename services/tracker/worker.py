@@ -21,11 +21,12 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from onceonly import metrics
 from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config
 from onceonly.settings import Settings
 from services.subscriber.codec import Codec, registry_unavailable
-from services.subscriber.polling import KAFKA_LOG, commit, next_batch, next_offsets, wait_paused
+from services.subscriber.polling import KAFKA_LOG, LagMeter, commit, next_batch, next_offsets, wait_paused
 from services.subscriber.receipts import RECEIPTS_TOPIC
 from services.tracker.store import ReceiptStore
 
@@ -62,6 +63,7 @@ class Tracker:
         self._carry: list[Message] = []
         self._folded: dict[int, int] = {}  # partition -> the next offset, as this process last wrote it to Redis
         self._unplaced: set[int] = set()  # assigned while Redis was down: placed by the first fold that reaches it
+        self.lag = LagMeter(self.group_id)
 
     def run(self, stop: threading.Event) -> None:
         consumer = Consumer(confluent_consumer_config(self.settings, self.group_id, logger=KAFKA_LOG))
@@ -69,7 +71,7 @@ class Tracker:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             checked = time.monotonic()
             while not stop.is_set():
-                batch = next_batch(consumer, self.batch_size, self._carry)
+                batch = next_batch(consumer, self.batch_size, self._carry, self.lag)
                 if batch:
                     self._fold(consumer, batch, stop)
                     checked = time.monotonic()
@@ -85,6 +87,8 @@ class Tracker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start each partition where Redis says the fold stands; from the beginning where it has no position."""
+        metrics.REBALANCES.labels(service="tracker").inc()
+        self.lag.forget(partitions)
         self._carry.clear()
         try:
             held = self.store.positions(self.topic)
@@ -98,6 +102,7 @@ class Tracker:
         consumer.assign(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.lag.forget(partitions)
         for tp in partitions:
             self._folded.pop(tp.partition, None)
             self._unplaced.discard(tp.partition)
@@ -128,7 +133,8 @@ class Tracker:
                 self._rewind(consumer, batch)
                 read = [(m.topic() or "", m.partition() or 0, m.offset() or 0) for m in batch]
                 positions = next_offsets(read)
-                self.store.fold(self._decode(batch), positions)
+                records = self._decode(batch)
+                self.store.fold(records, positions)
             except (redis.RedisError, _RegistryDown) as e:
                 self.stats["retries"] += 1
                 log.warning("tracker: %s; pausing, retry in %.1fs", e, delay)
@@ -137,8 +143,10 @@ class Tracker:
                 continue
             consumer.resume(consumer.assignment())
             self._folded.update({p: o for (_, p), o in positions.items()})
-            commit(consumer, read)
+            commit(consumer, read, self.lag)
             self.stats["folded"] += len(batch)
+            for holder, n in Counter(str(r.get("holder", "")) for r in records).items():
+                metrics.RECEIPTS_FOLDED.labels(holder=holder).inc(n)
             return
 
     def _decode(self, batch: list[Message]) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from onceonly.kafka import confluent_config, confluent_producer_config
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, change_schema, event_id
 from onceonly.standard.identity import id18_check_char, upgrade_id15
+from onceonly.testing import process_env
 from services.distributor import Distributor
 from services.distributor.reading import partitions_of, read_to_end, reader, whole_topics
 
@@ -220,6 +223,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, every: fl
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def spawn_distributor(config: Path, settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``onceonly distributor run`` as its own process on the test's namespace, its output appended to ``log``."""
+    command = [sys.executable, "-m", "onceonly", "distributor", "run", str(config), *args]
+    command += ["--state-dir", str(log.parent / "no-stack")]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, env=process_env(settings), stdout=out, stderr=subprocess.STDOUT)
 
 
 @contextmanager

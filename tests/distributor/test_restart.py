@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from distributor_kit import THREE_HOLDERS, Kafka, person, person_id, wait_for, write_agreements
+from distributor_kit import THREE_HOLDERS, Kafka, person, person_id, spawn_distributor, wait_for, write_agreements
 
 from onceonly.settings import Settings
-from onceonly.testing import process_env
 from services.distributor import InterestClient
 from services.distributor.audit import ledger_entries, verify_ledger
 
@@ -28,11 +26,7 @@ INTERESTED = KEYS[:12]
 
 
 def start(settings: Settings, config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = process_env(settings)
-    command = [sys.executable, "-m", "onceonly", "distributor", "run", str(config), "--batch-size", "40"]
-    command += ["--state-dir", str(log.parent / "no-stack")]
-    with log.open("ab") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return spawn_distributor(config, settings, log, "--batch-size", "40")
 
 
 def changes(first: int, last: int) -> list[dict[str, Any]]:

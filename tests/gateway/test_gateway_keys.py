@@ -95,4 +95,9 @@ def test_gateway_serve_runs_logs_json_and_stops_on_sigterm(topics: Settings, tmp
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert "Application shutdown complete." in [doc["message"] for doc in lines]
     assert any("/v1/changes" in doc["message"] and "202" in doc["message"] for doc in lines), lines
+    accepted = [doc for doc in lines if doc["message"].startswith("accepted")]
+    assert [(doc["event_id"], doc["department"]) for doc in accepted] == [
+        (answer.json()["event_id"], "public_security")
+    ]
+    assert accepted[0]["topic"] == topics.topic("change.person") and isinstance(accepted[0]["offset"], int)
     assert key not in log.read_text()

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from registry_helpers import RegistryProcess, record
 
+from onceonly.testing import prometheus_samples, sample
+
 pytestmark = pytest.mark.broker
 
 CT = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
@@ -181,3 +183,25 @@ def test_concurrent_registrations_are_serialised(registry: RegistryProcess, subj
     assert len(set(many)) == 16
     with registry.client() as c:
         assert c.get(f"/subjects/{other}/versions").json() == list(range(1, 17))
+
+
+def test_metrics_count_requests_by_route_template_and_status(http: httpx.Client, subject: str) -> None:
+    """Routes, not paths: ids and subject names in labels would make a new series per schema."""
+
+    def count(method: str, route: str, status: str) -> float:
+        page = prometheus_samples(http.get("/metrics").text)
+        labels = {"service": "registry", "method": method, "route": route, "status": status}
+        return sample(page, "onceonly_http_requests_total", **labels) or 0.0
+
+    registered = ("POST", "/subjects/{subject}/versions", "200")
+    unknown_id = ("GET", "/schemas/ids/{schema_id}", "404")
+    nowhere = ("GET", "(unmatched)", "404")
+    before = [count(*k) for k in (registered, unknown_id, nowhere)]
+    assert register(http, subject, PERSON).status_code == 200
+    error(http.get("/schemas/ids/987654321"), 404, 40403)
+    assert http.get("/no/such/route").status_code == 404
+    after = [count(*k) for k in (registered, unknown_id, nowhere)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    page = http.get("/metrics")
+    assert page.headers["content-type"].startswith("text/plain")
+    assert "987654321" not in page.text and subject not in page.text

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from onceonly.logs import configure_logging, is_secret_key, log_context, redact
+from onceonly.logs import change_fields, configure_logging, is_secret_key, log_context, redact
 
 log = logging.getLogger("onceonly.test.logs")
 
@@ -134,3 +134,18 @@ def test_configuring_twice_replaces_the_handler() -> None:
     finally:
         root.removeHandler(second)
         root.setLevel(level)
+
+
+def test_change_fields_leave_out_only_what_is_unknown(lines: io.StringIO) -> None:
+    """None must not hide the worker's context (its holder); partition 0 and offset 0 are known, not missing."""
+    with log_context(holder="tax"):
+        log.warning("dead letter", extra=change_fields(None, None, "inbox.tax", 0, 0, outcome="dead_lettered"))
+    (line,) = parsed(lines)
+    assert (line["event_id"], line["holder"], line["topic"], line["partition"], line["offset"]) == (
+        None,
+        "tax",
+        "inbox.tax",
+        0,
+        0,
+    )
+    assert line["outcome"] == "dead_lettered"

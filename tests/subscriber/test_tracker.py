@@ -9,12 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
 from redis import Redis
 from subscriber_kit import HOLDER, Broker, person_change, running, subscriber_config, wait_until
 
 from onceonly.stack.components import start_redis
 from onceonly.stack.process import free_port, stop
-from onceonly.testing import process_env
+from onceonly.testing import Samples, process_env, prometheus_samples, sample
 from services.tracker import Tracker, status, trace
 
 
@@ -61,8 +62,8 @@ def test_the_tracker_command_folds_receipts_logs_json_lines_and_stops_on_sigterm
     redis_url = "redis://127.0.0.1:6379/0"
     settings = broker.settings.model_copy(update={"redis_url": redis_url})
     env = process_env(settings, ONCEONLY_REDIS_URL=redis_url, ONCEONLY_STATE_DIR=str(tmp_path / "state"))
-    log = tmp_path / "tracker.log"
-    cmd = [sys.executable, "-m", "services.tracker", "--metrics-port", str(free_port())]
+    log, port = tmp_path / "tracker.log", free_port()
+    cmd = [sys.executable, "-m", "services.tracker", "--metrics-port", str(port)]
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     records = [person_change(f"T{p}", 1, "c") for p in range(5)]
@@ -71,11 +72,20 @@ def test_the_tracker_command_folds_receipts_logs_json_lines_and_stops_on_sigterm
             broker.publish(records)
             wait_until(lambda: worker.stats["applied"] == 5, 30, "applies")
         wait_until(lambda: all(status(r["event_id"], settings) for r in records), 60, "the tracker to fold receipts")
+        lag = {"group": settings.topic("tracker"), "topic": settings.topic("receipts")}
+
+        def scraped() -> Samples:
+            return prometheus_samples(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+
+        wait_until(lambda: sample(scraped(), "onceonly_consumer_lag", **lag) == 0, 10, "the tracker's own lag")
+        page = scraped()
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(10)
     assert code == 0, log.read_text()
     assert status(records[4]["event_id"], settings)[HOLDER]["outcome"] == "applied"
+    assert sample(page, "onceonly_receipts_folded_total", holder=HOLDER) == 5
+    assert (sample(page, "onceonly_consumer_rebalances_total", service="tracker") or 0) >= 1
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert lines and all({"ts", "level", "logger", "message", "event_id", "holder"} <= set(doc) for doc in lines)
 
