@@ -18,12 +18,16 @@ class Result:
     """What happened to one change at this holder.
 
     ``dead_lettered`` comes with the ``error`` that rejected the change; the caller writes the dead letter.
+    ``repeat`` marks a ``skipped_duplicate`` of a change this store applied earlier (at ``applied_at``, epoch ms,
+    when the store keeps the time): the holder has it, and its receipt says so.
     """
 
     change: Change
     outcome: Outcome
     reason: str | None = None
     error: BaseException | None = None
+    repeat: bool = False
+    applied_at: int | None = None
 
 
 class Sink(Protocol):

@@ -98,7 +98,7 @@ class FileSink:
             for c in batch:  # a later file failing must not make these look new again
                 advance(c, self._marks)
         for (i, _), d in zip(admitted, decisions, strict=True):
-            results[i] = Result(d.change, _OUTCOME[d.verdict], d.reason)
+            results[i] = Result(d.change, _OUTCOME[d.verdict], d.reason, repeat=d.repeat, applied_at=d.applied_at)
         return [r for r in results if r is not None]
 
     def _line(self, change: Change) -> str:

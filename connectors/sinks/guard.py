@@ -9,6 +9,11 @@ An ended record takes no person change recorded after its end, until the death i
 change recorded before the end, and any identifier upgrade: those were overtaken by the death on the way (the
 death travels on its own topic), and they land with the end re-applied, so the record never looks alive again.
 A death addressed to a key that was since upgraded ends the record under its new key.
+
+A watermark also names the events applied to its entity by the transaction that wrote it (``batch_events``), so a
+redelivered change that this store already applied is told apart from one it never took: after a crash between
+the store's commit and the receipts, the whole batch comes again, and each change in it is answered as applied
+earlier (``repeat``), not merely as skipped, so its lost "applied" receipt is made good.
 """
 
 from __future__ import annotations
@@ -30,10 +35,16 @@ class Watermark:
     event_id: str
     superseded_by: str | None = None
     end: End | None = None
+    batch_events: tuple[str, ...] = ()
+    """Other events applied to this entity by the transaction that wrote ``event_id`` (oldest first)."""
 
     @property
     def ended_by(self) -> str | None:
         return self.end.event_id if self.end is not None else None
+
+    def holds(self, event_id: str) -> bool:
+        """This store applied ``event_id`` in the transaction that wrote this watermark."""
+        return event_id == self.event_id or event_id in self.batch_events
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,9 @@ class Decision:
     change: Change
     verdict: Verdict
     reason: str | None = None
+    repeat: bool = False
+    """A redelivery of a change this store applied earlier (a store that keeps the time adds it: ``applied_at``)."""
+    applied_at: int | None = None
 
 
 def refs(change: Change) -> list[EntityRef]:
@@ -55,6 +69,8 @@ def refs(change: Change) -> list[EntityRef]:
 
 def decide(change: Change, stored: Watermark | None) -> Decision:
     """The verdict for one change against the watermark stored for its key."""
+    if stored is not None and stored.holds(change.event_id):
+        return Decision(change, "skipped_duplicate", f"event {change.event_id} already applied", repeat=True)
     v = change.authority_version
     if stored is not None and stored.superseded_by is not None:
         return Decision(change, "skipped_stale", f"{change.entity_key} was superseded by {stored.superseded_by}")
@@ -107,9 +123,11 @@ def guard(
 
     Each change is judged against the watermarks as left by the changes before it in the batch, so a batch
     holding versions 3, 5, 4 of one entity applies 3 and 5 and skips 4, exactly as one-by-one apply would.
+    A changed watermark names the batch's other events that passed through it (``batch_events``).
     """
     current = dict(stored)
     changed: dict[EntityRef, Watermark] = {}
+    trail: dict[EntityRef, list[str]] = {}
     decisions: list[Decision] = []
     for change in changes:
         change = _current_key(change, current)
@@ -123,4 +141,10 @@ def guard(
             advance(decision.change, current)
             for ref in refs(decision.change):
                 changed[ref] = current[ref]
+                if current[ref].event_id == decision.change.event_id:  # not the record a death only ended
+                    trail.setdefault(ref, []).append(decision.change.event_id)
+    for ref, mark in changed.items():
+        earlier = tuple(e for e in dict.fromkeys(trail.get(ref, ())) if e != mark.event_id)
+        if earlier:
+            changed[ref] = replace(mark, batch_events=earlier)
     return decisions, changed

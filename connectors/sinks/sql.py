@@ -22,7 +22,7 @@ from connectors.sinks.base import Outcome, Result, rejected
 from connectors.sinks.change import Change, End
 from connectors.sinks.config import EndMapping, SqlSinkConfig, TableMapping, describe
 from connectors.sinks.errors import MappingError, TransientSinkError
-from connectors.sinks.guard import EntityRef, Watermark, guard, refs
+from connectors.sinks.guard import Decision, EntityRef, Watermark, guard, refs
 from connectors.sinks.plan import DeletePolicy, plan
 from connectors.sinks.sql_dialect import create_engine, is_transient, upsert_rows
 from connectors.sinks.sql_steps import Tables, Target
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _KEY_CHUNK = 500
 _END_READ = ("ended_by", "ended_type", "ended_at", "ended_record")
+_MARK_READ = ("entity_key", "authority_version", "event_id", "superseded_by", "batch_events", *_END_READ)
 _VERDICT_OUTCOME: dict[str, Outcome] = {
     "apply": "applied",
     "skipped_duplicate": "skipped_duplicate",
@@ -60,6 +61,9 @@ def watermark_table(name: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("ended_by", sa.String(64), nullable=True),
         *_end_columns(),
         sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+        # Other events this transaction applied to the entity before event_id (JSON list; NULL when none, the
+        # common case): a redelivered batch is then recognised as applied, change by change (see ``guard``).
+        sa.Column("batch_events", sa.Text, nullable=True),
     )
 
 
@@ -165,6 +169,8 @@ class SqlSink:
             with engine.begin() as conn:
                 stored = _read_watermarks(conn, marks, [c for _, c in admitted])
                 decisions, changed = guard([c for _, c in admitted], stored)
+                if any(d.repeat for d in decisions):
+                    decisions = _apply_times(conn, marks, decisions)
                 for step in plan([d.change for d in decisions if d.verdict == "apply"], self.delete_policy):
                     self._tables.run(conn, step)
                 _write_watermarks(conn, marks, changed)
@@ -175,7 +181,9 @@ class SqlSink:
         except (TypeError, ValueError) as e:
             raise _RecordError(e) from e
         for (i, _), d in zip(admitted, decisions, strict=True):
-            results[i] = Result(changes[i], _VERDICT_OUTCOME[d.verdict], d.reason)
+            results[i] = Result(
+                changes[i], _VERDICT_OUTCOME[d.verdict], d.reason, repeat=d.repeat, applied_at=d.applied_at
+            )
         return [r for r in results if r is not None]
 
     def _resolve(self, change: Change) -> Change:
@@ -260,14 +268,37 @@ def _read_watermarks(conn: sa.Connection, marks: sa.Table, changes: Sequence[Cha
         ordered = sorted(keys)
         for i in range(0, len(ordered), _KEY_CHUNK):
             stmt = (
-                sa.select(c.entity_key, c.authority_version, c.event_id, c.superseded_by, *(c[n] for n in _END_READ))
+                sa.select(*(c[n] for n in _MARK_READ))
                 .where(c.entity_type == entity_type, c.entity_key.in_(ordered[i : i + _KEY_CHUNK]))
                 .order_by(c.entity_key)
                 .with_for_update()
             )
-            for key, version, event_id, superseded_by, *end in conn.execute(stmt):
-                out[(entity_type, key)] = Watermark(int(version), event_id, superseded_by, _end(*end))
+            for key, version, event_id, superseded_by, batch, *end in conn.execute(stmt):
+                batch_events = tuple(json.loads(batch)) if batch else ()
+                out[(entity_type, key)] = Watermark(int(version), event_id, superseded_by, _end(*end), batch_events)
     return out
+
+
+def _apply_times(conn: sa.Connection, marks: sa.Table, decisions: list[Decision]) -> list[Decision]:
+    """Repeats of earlier applies get the time their transaction was written. Only repeats (rare) pay this read:
+    the watermarks of every batch are read without their times, which cost a parse per row on SQLite."""
+    c = marks.c
+    wanted: dict[str, set[str]] = {}
+    for d in decisions:
+        if d.repeat:
+            wanted.setdefault(d.change.entity_type, set()).add(d.change.entity_key)
+    times: dict[EntityRef, int] = {}
+    for entity_type, keys in wanted.items():
+        ordered = sorted(keys)
+        for i in range(0, len(ordered), _KEY_CHUNK):
+            stmt = sa.select(c.entity_key, c.applied_at).where(
+                c.entity_type == entity_type, c.entity_key.in_(ordered[i : i + _KEY_CHUNK])
+            )
+            times.update({(entity_type, k): int(at.timestamp() * 1000) for k, at in conn.execute(stmt) if at})
+    return [
+        replace(d, applied_at=times.get((d.change.entity_type, d.change.entity_key))) if d.repeat else d
+        for d in decisions
+    ]
 
 
 def _end(ended_by: str | None, ended_type: str | None, ended_at: int | None, record: str | None) -> End | None:
@@ -296,6 +327,7 @@ def _write_watermarks(conn: sa.Connection, marks: sa.Table, changed: Mapping[Ent
             "ended_at": w.end.recorded_at if w.end else None,
             "ended_record": _json(w.end.record) if w.end and w.end.record is not None else None,
             "applied_at": now,
+            "batch_events": json.dumps(w.batch_events) if w.batch_events else None,
         }
         for (entity_type, key), w in changed.items()
     ]

@@ -41,7 +41,7 @@ class SourceBase(_Strict):
     system: str | None = Field(None, description="the department's system of record, for the source block")
     batch_size: int = Field(500, ge=1, le=50_000, description="changes per read and per wait for acknowledgements")
     poll_interval: float = Field(1.0, gt=0, description="seconds between looks when there is nothing to do")
-    heartbeat_interval: float = Field(30.0, gt=0, description="a quiet source sends a heartbeat this often")
+    heartbeat_interval: float = Field(30.0, gt=0, description="the source sends a heartbeat this often")
     retry_backoff_max: float = Field(30.0, gt=0, description="longest wait between retries while the broker is away")
     delivery_timeout: float = Field(30.0, gt=0, description="seconds the producer keeps trying one batch")
 

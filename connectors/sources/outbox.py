@@ -69,6 +69,7 @@ class OutboxSource:
                 if self.config.install_notify_trigger:
                     install_notify_trigger(engine, self.config.table, self.config.db_schema, self.config.notify_channel)
                 self.listener = Listener(url, self.config.notify_channel)
+                self.listener.listen()
         except BaseException:
             engine.dispose()
             raise

@@ -50,6 +50,23 @@ def dead_letter_table(name: str, schema: str | None = None) -> sa.Table:
     )
 
 
+def read_dead_letters(url: str, name: str, schema: str | None = None, last: int = 3) -> tuple[int, list[Any]] | None:
+    """How many rows the connector dead-lettered, and the newest ``last`` as (outbox id, key, field, reason, when);
+    None when the table is not there yet (the connector creates it when it first runs)."""
+    engine = sa.create_engine(url)
+    try:
+        if not sa.inspect(engine).has_table(name, schema=schema):
+            return None
+        table = dead_letter_table(name, schema)
+        c = table.c
+        with engine.connect() as conn:
+            count = int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+            newest = sa.select(c.outbox_id, c.aggregate_id, c.field, c.reason, c.failed_at).order_by(c.id.desc())
+            return count, [tuple(r) for r in conn.execute(newest.limit(last))]
+    finally:
+        engine.dispose()
+
+
 def create_outbox(engine: sa.Engine, name: str = "outbox", schema: str | None = None) -> sa.Table:
     """Create the outbox table (for applications and tests); does nothing when it exists."""
     table = outbox_table(name, schema)
@@ -91,6 +108,16 @@ class Listener:
         conn = psycopg.connect(self._conninfo, autocommit=True)
         conn.execute(f"LISTEN {self._channel}")
         return conn
+
+    def listen(self) -> None:
+        """LISTEN now, before the source's first look: a row inserted while it looks (or sends its first heartbeat)
+        then wakes it as soon as it waits, instead of at the next poll. Broken: ``wait`` tries again."""
+        import psycopg
+
+        try:
+            self._conn = self._conn or self._connect()
+        except psycopg.Error as e:
+            log.warning("LISTEN %s not possible yet (%s); polling until it is", self._channel, e)
 
     def wait(self, timeout: float, stop: threading.Event) -> bool:
         """Wait up to ``timeout`` for a notification; True when one came."""

@@ -86,7 +86,14 @@ class SourceRunner:
         self.source = source
         self.config = config
         self.stop = stop
-        self.heartbeat = Heartbeat(publisher, config.name, source.kind, config.department, config.heartbeat_interval)
+        self.heartbeat = Heartbeat(
+            publisher,
+            config.name,
+            source.kind,
+            config.department,
+            config.heartbeat_interval,
+            looks_every=config.poll_interval,
+        )
         self.backoff = Backoff(min(0.5, config.retry_backoff_max), config.retry_backoff_max)
         self.report = RunReport()
         self._publisher = publisher
@@ -116,7 +123,7 @@ class SourceRunner:
                         opened = True
                     step = self.source.step()
                     self.heartbeat.alive(step.published, step.rejected)
-                    self.heartbeat.beat_if_quiet()
+                    self.heartbeat.beat_if_due()
                 except TRANSIENT as e:
                     failures += 1
                     if give_up_after is not None and failures >= give_up_after:

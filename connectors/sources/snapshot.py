@@ -26,6 +26,11 @@ from onceonly.standard import RecordInvalid, change_schema
 log = logging.getLogger(__name__)
 
 
+def state_path(config: SnapshotSourceConfig, state_dir: Path) -> Path:
+    """Where a snapshot source keeps its last snapshot and its dead letters."""
+    return config.state or state_dir / "sources" / f"{config.name}.sqlite"
+
+
 class SnapshotSource:
     kind = "snapshot_diff"
 
@@ -33,7 +38,7 @@ class SnapshotSource:
         self.name = config.name
         self.config = config
         self.publisher = publisher
-        self.state_path = config.state or state_dir / "sources" / f"{config.name}.sqlite"
+        self.state_path = state_path(config, state_dir)
         self.entity = entity_record_schema(change_schema(config.entity_type))
         self.fields = [f["name"] for f in self.entity["fields"]]
         self.key_field = config.key_field or self.fields[0]

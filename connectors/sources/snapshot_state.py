@@ -74,5 +74,23 @@ class SnapshotState:
 
     def dead_letters(self) -> list[tuple[str, str, str]]:
         """(key, field, reason) of every refused record, oldest first."""
-        rows = self._db.execute("SELECT key, COALESCE(field, ''), reason FROM dead_letter ORDER BY failed_at, key")
-        return [(str(k), str(f), str(r)) for k, f, r in rows]
+        return [(str(k), str(f), str(r)) for k, f, r in self._db.execute(_DEAD_LETTERS)]
+
+
+_DEAD_LETTERS = "SELECT key, COALESCE(field, ''), reason FROM dead_letter ORDER BY failed_at, key"
+
+
+def read_dead_letters(path: Path) -> list[tuple[str, str, str]] | None:
+    """``dead_letters()`` of a state file, read-only (an operator looking must not create or change it); None when
+    the source has not written its state yet."""
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        return [(str(k), str(f), str(r)) for k, f, r in db.execute(_DEAD_LETTERS)]
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return None
+        raise
+    finally:
+        db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,11 +29,23 @@ def serve(
         str, typer.Option(help="address to listen on (keep localhost unless a proxy authenticates)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8095,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="onceonly.yaml: its agreements for replay and bootstrap (as `onceonly replay -c` reads them), its "
+            "subscribers (if any) for lag; default: the file named by ONCEONLY_AGREEMENTS, else ./onceonly.yaml",
+        ),
+    ] = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Serve the live page (GET /), /api/dlq, /api/scorecard, /api/live, the replay/status/trace/lag API, /metrics.
 
-    Example:  onceonly operator serve --host 127.0.0.1 --port 8095
+    Replay and bootstrap need the agreements the distributor runs with: give its config with -c (read at start,
+    so a mistake in it stops the start); without -c, ONCEONLY_AGREEMENTS names the file, read per request.
+
+    Example:  onceonly operator serve --host 127.0.0.1 --port 8095 -c onceonly.yaml
     """
     import uvicorn
 
@@ -43,7 +56,8 @@ def serve(
     if port_open(host if host not in ("0.0.0.0", "::") else "127.0.0.1", port):
         raise PortInUse(f"{host}:{port} is already in use", hint="choose another --port")
     settings = cli_settings(state_dir)
+    app = create_app(settings, config=config)
     start_service(settings)  # its own /metrics serves Prometheus, so no second metrics port
-    app = create_app(settings)
     console.print(f"operator service on http://{host}:{port}/")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # log_config=None: uvicorn's own lines go through the service's (JSON) logging too
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)

@@ -1,4 +1,5 @@
-"""``onceonly source run|check``: the connectors that turn department systems into change events."""
+"""``onceonly source run|check|status``: the connectors that turn department systems into change events, and
+whether each one is alive (its heartbeats) and what it dead-lettered."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from rich.table import Table
 from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.settings import DEFAULT_STATE_DIR
 
-app = typer.Typer(help="Run source connectors: outbox tables and snapshot diffs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run source connectors: outbox tables and snapshot diffs.\n\nExample:  onceonly source check onceonly.yaml",
+    no_args_is_help=True,
+)
 
 ConfigFile = Annotated[Path, typer.Argument(help="onceonly.yaml with a 'sources' section")]
 SourceName = Annotated[str | None, typer.Option("--source", "-s", help="run only this source (default: all)")]
@@ -75,3 +79,67 @@ def check(config: ConfigFile, source: SourceName = None, state_dir: StateDir = D
                 built.close()
             table.add_row(cfg.name, built.kind, cfg.department, waiting)
     console.print(table)
+
+
+@app.command()
+def status(
+    config: Annotated[
+        Path | None,
+        typer.Argument(
+            help="onceonly.yaml with a 'sources' section: each source it configures, with its dead letters "
+            "(default: every source seen on source.heartbeats)"
+        ),
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="only this source")] = None,
+    dead_after: Annotated[
+        float, typer.Option("--dead-after", min=1.0, help="dead after this many heartbeat intervals without one")
+    ] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Per source: its last heartbeat, how old it is, and alive / quiet / dead; with CONFIG, its dead letters.
+
+    Sources beat every heartbeat_interval, busy or quiet. quiet: the source runs and has nothing to publish (no
+    changes at the department). dead: no heartbeat for --dead-after intervals (or none at all): changes recorded
+    meanwhile wait. Exits 1 when a source is dead, so a monitor can run it.
+
+    Example:  onceonly source status onceonly.yaml
+    Example:  onceonly source status --source gateway --dead-after 5
+    """
+    import json
+
+    from connectors.sources import load_sources
+    from onceonly.cli.common import console_err
+    from onceonly.cli.replay_output import age, when
+    from services.operator.source_status import dead, source_statuses
+
+    settings = cli_settings(state_dir)
+    configs = load_sources(config).select(source) if config is not None else None
+    rows = source_statuses(settings, configs, only=source, dead_after=dead_after)
+    if as_json:
+        console.print_json(json.dumps([r.to_json() for r in rows], ensure_ascii=False))
+    else:
+        style = {"alive": "green", "quiet": "cyan", "dead": "bold red"}
+        table = Table("source", "kind", "department", "state", "last heartbeat", "age", "published", box=None)
+        if config is not None:
+            table.add_column("dead letters", justify="right")
+            table.add_column("last reasons")
+        for r in rows:
+            cells = [r.name, r.kind, r.department, f"[{style[r.state]}]{r.state}[/]"]
+            cells += [
+                when(r.beat.ts_ms if r.beat else None),
+                age(r.age_s),
+                str(r.beat.published_total if r.beat else "-"),
+            ]
+            if config is not None:
+                cells += [
+                    "-" if r.dead_letters is None else str(r.dead_letters),
+                    r.problem or "\n".join(r.last_reasons),
+                ]
+            table.add_row(*cells)
+        console.print(table)
+    for r in dead(rows):
+        since = "never sent a heartbeat" if r.beat is None else f"no heartbeat for {age(r.age_s)}"
+        console_err.print(f"{r.name} is dead: {since} (expected every {r.interval_s:g}s)", highlight=False)
+    if dead(rows):
+        raise typer.Exit(1)

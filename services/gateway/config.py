@@ -39,7 +39,7 @@ class GatewayConfig(BaseModel):
     idempotency_ttl: int = Field(86_400, ge=60, description="seconds a finished request is remembered")
     pending_ttl: int = Field(60, ge=5, description="seconds a request in flight holds its idempotency key")
     delivery_timeout: float = Field(10.0, gt=0, description="seconds to wait for the broker before answering 503")
-    heartbeat_interval: float = Field(30.0, gt=0, description="a quiet gateway sends a heartbeat this often")
+    heartbeat_interval: float = Field(30.0, gt=0, description="the gateway sends a heartbeat this often")
     _verified: dict[bytes, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("api_keys")

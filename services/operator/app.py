@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
@@ -22,6 +22,7 @@ from prometheus_client import Gauge, generate_latest
 from pydantic import BaseModel, Field
 
 from onceonly import metrics
+from onceonly.config import load_yaml_file
 from onceonly.errors import BrokerUnavailable, ConfigError, OnceonlyError
 from onceonly.settings import Settings, load_settings
 from onceonly.standard import RegistryClient, RegistryUnavailable, Serde
@@ -34,6 +35,10 @@ from services.operator.routes_replay import router as replay_router
 from services.operator.scorecard import parse_duration_ms
 from services.operator.scorecard_render import html_page
 from services.operator.view import OperatorView
+
+if TYPE_CHECKING:
+    from services.distributor.agreements import Agreements
+    from services.subscriber.config import SubscribersConfig
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("live_page.html")
@@ -57,15 +62,20 @@ class RedriveRequest(BaseModel):
     set: list[str] = Field(default_factory=list, description="edits as field=value, with exactly one id")
 
 
-def create_app(settings: Settings | None = None, *, refresh_interval: float = 1.0) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, refresh_interval: float = 1.0, config: Path | None = None
+) -> FastAPI:
+    """The service; ``config`` (``onceonly.yaml``, as the CLI's replay and bootstrap read it) is read now, so a
+    mistake in it stops the start: its agreements serve replay and bootstrap, its subscribers (if any) lag."""
     settings = settings or load_settings()
+    agreements, subscribers = _from_config(config) if config is not None else (None, None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serde = Serde(RegistryClient(settings.registry_url))
         app.state.settings = settings
         app.state.serde = serde
-        app.state.view = OperatorView(settings, serde, min_interval=refresh_interval)
+        app.state.view = OperatorView(settings, serde, min_interval=refresh_interval, subscribers=subscribers)
         yield
 
     app = FastAPI(
@@ -85,7 +95,18 @@ def create_app(settings: Settings | None = None, *, refresh_interval: float = 1.
     app.post("/api/dlq/redrive")(dlq_redrive)
     app.get("/api/scorecard", response_model=None)(scorecard)
     app.include_router(replay_router)  # replay, bootstrap, status, trace, lag
+    app.state.agreements = agreements  # None: routes_replay falls back to ONCEONLY_AGREEMENTS
+    app.state.subscribers = subscribers
     return app
+
+
+def _from_config(path: Path) -> tuple[Agreements, SubscribersConfig | None]:
+    """The agreements of ``path`` (required) and its subscribers (when it has that section)."""
+    from services.distributor import load_agreements
+    from services.subscriber.config import load_subscribers
+
+    agreements = load_agreements(path)
+    return agreements, load_subscribers(path) if "subscribers" in load_yaml_file(path) else None
 
 
 async def _user_error(_request: Request, error: Exception) -> JSONResponse:
@@ -107,9 +128,8 @@ def _view(request: Request) -> OperatorView:
     for source, n in view.book.open_counts().items():
         DEAD_LETTERS_OPEN.labels(source=source).set(n)
     for holder, n in view.lag.waiting.items():
-        metrics.LAG.labels(
-            group=subscriber_group(view.settings, holder), topic=view.settings.topic(f"inbox.{holder}")
-        ).set(n)
+        group = view.lag.groups.get(holder) or subscriber_group(view.settings, holder)
+        metrics.LAG.labels(group=group, topic=view.settings.topic(f"inbox.{holder}")).set(n)
     return view
 
 

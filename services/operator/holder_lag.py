@@ -75,9 +75,10 @@ def committed_offsets(settings: Settings, group: str, tps: Iterable[TopicPartiti
     return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in found}
 
 
-def subscriber_group(settings: Settings, holder: str) -> str:
-    """The default consumer group of a holder's subscriber (``subscriber.<holder>`` under the prefix)."""
-    return f"{settings.topic_prefix}subscriber.{holder}"
+def subscriber_group(settings: Settings, holder: str, configured: str | None = None) -> str:
+    """The consumer group of a holder's subscriber under the prefix: its configured ``group_id``, by default
+    ``subscriber.<holder>`` (the name ``SubscriberConfig.group`` gives, as the subscriber itself does)."""
+    return f"{settings.topic_prefix}{configured or f'subscriber.{holder}'}"
 
 
 def lag_by_holder(settings: Settings, holders: list[str]) -> dict[str, int]:

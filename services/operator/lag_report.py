@@ -15,6 +15,10 @@ The method, the same on Apache Kafka and on the embedded broker:
 
 The distributor's own backlog (changes not yet distributed to anyone) is measured the same way on the change topics
 against the distributor's group; it is shown as the row ``(distributor)``.
+
+Which group and topics are a holder's subscriber's: with the ``subscribers:`` section of ``onceonly.yaml``, the
+ones it configures (``group_id``, ``source_topic``), since a subscriber may run under its own group; without it, the
+defaults ``subscriber.<holder>`` on ``inbox.<holder>``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
@@ -31,6 +35,9 @@ from onceonly.errors import BrokerUnavailable
 from onceonly.settings import Settings
 from services.distributor.reading import reader
 from services.operator.holder_lag import committed_offsets, end_offsets, subscriber_group
+
+if TYPE_CHECKING:
+    from services.subscriber.config import SubscribersConfig
 
 TP = tuple[str, int]
 DISTRIBUTOR_ROW = "(distributor)"
@@ -107,11 +114,29 @@ def holders_with_inbox(settings: Settings, holder: str | None) -> list[str]:
     return [code for code in departments.codes() if settings.topic(f"inbox.{code}") in known]
 
 
-def measure(settings: Settings, holder: str | None = None, *, distributor: bool = True) -> list[Lag]:
-    """Lag of one holder (or of every holder with an inbox), and of the distributor."""
-    rows: list[tuple[str, str, list[str]]] = [
+def subscribers_read(
+    settings: Settings, holder: str | None, subscribers: SubscribersConfig | None
+) -> list[tuple[str, str, list[str]]]:
+    """(holder, consumer group, topics) of each subscriber to measure: as configured, else the defaults."""
+    if subscribers is not None and subscribers.root:
+        return [
+            (s.department, subscriber_group(settings, s.department, s.group), [settings.topic(t) for t in s.topics])
+            for s in subscribers.select(holder)
+        ]
+    return [
         (h, subscriber_group(settings, h), [settings.topic(f"inbox.{h}")]) for h in holders_with_inbox(settings, holder)
     ]
+
+
+def measure(
+    settings: Settings,
+    holder: str | None = None,
+    *,
+    distributor: bool = True,
+    subscribers: SubscribersConfig | None = None,
+) -> list[Lag]:
+    """Lag of one holder (or of every holder with an inbox, or every configured subscriber), and of the distributor."""
+    rows = subscribers_read(settings, holder, subscribers)
     if distributor and holder is None:
         changes = [settings.topic(t.name) for t in load_catalog().topics if t.entity_type and not t.per_entity_type]
         rows.append((DISTRIBUTOR_ROW, f"{settings.topic_prefix}distributor", changes))

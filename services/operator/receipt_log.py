@@ -2,7 +2,8 @@
 
 Receipts are the only place where "recorded at the authority" meets "reached at the holder", so propagation times
 come from here, not from Redis (the tracker keeps the best outcome per change, not every arrival time, and it
-expires). The log follows the topic, so the operator service reads each receipt once.
+expires). The log follows the topic, so the operator service reads each receipt once. A receipt repeating an
+apply (``already_applied_at``) is a row "applied" at the time it was applied (``receipts.counted_as``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde, SerdeError
 from services.operator.follow import Follower
-from services.subscriber.receipts import RECEIPTS_TOPIC
+from services.subscriber.receipts import RECEIPTS_TOPIC, counted_as
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,16 @@ class ReceiptLog:
                     "receipt %s[%s]@%s does not decode: %s", message.topic(), message.partition(), message.offset(), e
                 )
                 continue
+            outcome, reached = counted_as(r)
             new.append(
                 ReceiptRow(
                     holder=str(r["holder"]),
                     event_id=str(r["event_id"]),
-                    outcome=str(r["outcome"]),
+                    outcome=outcome,
                     entity_type=str(r.get("entity_type") or ""),
                     entity_key=str(r.get("entity_key") or ""),
                     recorded_at=millis(r.get("recorded_at")),
-                    applied_at=millis(r["applied_at"]) or 0,
+                    applied_at=millis(reached) or 0,
                     reason=r.get("reason"),
                 )
             )

@@ -7,7 +7,8 @@
     GET  /api/lag?holder=...
 
 Settings come from ``app.state.settings`` (the operator app sets it), else the environment; the agreements from
-``app.state.agreements``, else the file named by ``ONCEONLY_AGREEMENTS`` (default ``onceonly.yaml``). A replay or
+``app.state.agreements`` (``onceonly operator serve -c CONFIG``, read at start), else the file named by
+``ONCEONLY_AGREEMENTS``, else ``./onceonly.yaml`` as the CLI's replay reads it, read per request. A replay or
 bootstrap runs in the request (FastAPI's thread pool) and answers when it has finished; a second one for the same
 holder is refused with 409 naming the first. An operator mistake is a 400 with the same one line as the CLI.
 """
@@ -63,9 +64,14 @@ def _agreements(request: Request) -> Agreements:
         return found
     from services.distributor import load_agreements
 
-    path = Path(os.environ.get("ONCEONLY_AGREEMENTS", "onceonly.yaml"))
+    named = os.environ.get("ONCEONLY_AGREEMENTS")
+    path = Path(named or "onceonly.yaml")
     if not path.is_file():
-        raise ConfigError(f"{path}: no agreements file", hint="set ONCEONLY_AGREEMENTS")
+        where = f"ONCEONLY_AGREEMENTS names {path}, which is not a file" if named else f"no --config, and no {path}"
+        raise ConfigError(
+            f"no agreements to replay or bootstrap with: {where}",
+            hint="start the service with: onceonly operator serve --config onceonly.yaml (or set ONCEONLY_AGREEMENTS)",
+        )
     return load_agreements(path)
 
 
@@ -146,4 +152,5 @@ def lag(request: Request, holder: str | None = None) -> list[dict[str, Any]]:
     from services.operator.lag_report import measure
 
     settings = _settings(request)
-    return _answer(lambda: [row.to_json() for row in measure(settings, holder)])
+    subscribers = getattr(request.app.state, "subscribers", None)  # the config's subscribers, when it has them
+    return _answer(lambda: [row.to_json() for row in measure(settings, holder, subscribers=subscribers)])

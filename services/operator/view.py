@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onceonly.catalog import load_departments
 from onceonly.settings import Settings
@@ -22,6 +22,9 @@ from services.operator.dlq_view import DeadLetterBook
 from services.operator.lag_report import DISTRIBUTOR_ROW, measure
 from services.operator.receipt_log import ReceiptLog, ReceiptRow
 from services.operator.scorecard import Scorecard, percentile, score
+
+if TYPE_CHECKING:
+    from services.subscriber.config import SubscribersConfig
 
 RECENT_SCAN = 20_000
 LAG_SOURCE = "services.operator.lag_report: inbox end (fetch high watermark) minus the subscriber group's commit"
@@ -34,24 +37,34 @@ class LagNow:
 
     waiting: dict[str, int] = field(default_factory=dict)
     oldest_age_s: dict[str, float | None] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
     distributor: int | None = None
 
 
-def current_lag(settings: Settings) -> LagNow:
+def current_lag(settings: Settings, subscribers: SubscribersConfig | None = None) -> LagNow:
     now = LagNow()
-    for lag in measure(settings):
+    for lag in measure(settings, subscribers=subscribers):
         if lag.name == DISTRIBUTOR_ROW:
             now.distributor = lag.waiting
         else:
             now.waiting[lag.name], now.oldest_age_s[lag.name] = lag.waiting, lag.oldest_age_s
+            now.groups[lag.name] = lag.group
     return now
 
 
 class OperatorView:
     """Receipts, dead letters (open and closed) and lag of one deployment, refreshed incrementally."""
 
-    def __init__(self, settings: Settings, serde: Serde | None = None, *, min_interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        serde: Serde | None = None,
+        *,
+        min_interval: float = 0.0,
+        subscribers: SubscribersConfig | None = None,
+    ) -> None:
         self.settings = settings
+        self.subscribers = subscribers  # their groups and topics, for lag (default: subscriber.<holder> on the inbox)
         self.serde = serde or Serde(RegistryClient(settings.registry_url))
         self.min_interval = min_interval
         self.departments = load_departments()
@@ -70,7 +83,7 @@ class OperatorView:
                 return self
             self.receipts.refresh()
             self.book.refresh()
-            self.lag = current_lag(self.settings)
+            self.lag = current_lag(self.settings, self.subscribers)
             self.refreshed_at = time.monotonic()
         return self
 

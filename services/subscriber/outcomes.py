@@ -4,17 +4,22 @@ record, a dead letter (with the original bytes and Kafka Connect's error headers
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Message
 
 from connectors.sinks import Change, Outcome, RecordRejected, Result
 from onceonly import metrics
 from onceonly.deadletter import dead_letter_headers
+from onceonly.logs import change_fields
 from services.subscriber.codec import Codec, registry_unavailable
 from services.subscriber.outbox import Outbox
 from services.subscriber.receipts import receipt, receipt_schema
+
+log = logging.getLogger(__name__)
 
 
 class PublishUnavailable(Exception):
@@ -77,6 +82,7 @@ class Reporter:
         else:
             assert it.result is not None
             error, outcome, reason = it.result.error, it.result.outcome, it.result.reason
+        repeat = it.result is not None and it.result.repeat
         if outcome == "dead_lettered":
             headers = dead_letter_headers(
                 connector=f"subscriber.{self.holder}",
@@ -92,6 +98,9 @@ class Reporter:
             )
             outbox.add(self.dlq_topic, it.key, it.value, headers)
         record = receipt(self.holder, outcome, it.change, reason=reason, key=it.key, event_id=it.event_id)
+        if repeat:  # a redelivery of a change the store had applied: say so again (its receipt may be lost)
+            assert it.result is not None
+            record["already_applied_at"] = it.result.applied_at or record["applied_at"]
         it.applied_at = record["applied_at"]
         try:
             value = self.codec.encode(receipt_schema(), f"{self.receipts_topic}-value", record)
@@ -111,9 +120,36 @@ class Reporter:
         if counts["dead_lettered"]:
             metrics.DEAD_LETTERS.labels(service="subscriber", holder=self.holder).inc(counts["dead_lettered"])
         propagation = metrics.PROPAGATION.labels(holder=self.holder)
+        skips = log.isEnabledFor(logging.DEBUG)
         for it, outcome in zip(done, outcomes, strict=True):
-            if outcome == "applied" and it.change is not None and it.change.recorded_at:
-                propagation.observe(max((it.applied_at - it.change.recorded_at) / 1000, 0.0))
+            if outcome == "applied":
+                if it.change is not None and it.change.recorded_at:
+                    propagation.observe(max((it.applied_at - it.change.recorded_at) / 1000, 0.0))
+            elif outcome == "dead_lettered" or skips:
+                self._log(it, outcome)
+
+    def _log(self, it: Item, outcome: Outcome) -> None:
+        """The line an operator searches by event id or holder: a dead letter (warning), a skip (debug)."""
+        if it.decode_error is not None:
+            reason: str | None = f"{type(it.decode_error).__name__}: {it.decode_error}"
+        else:
+            reason = it.result.reason if it.result is not None else None
+        log.log(
+            logging.WARNING if outcome == "dead_lettered" else logging.DEBUG,
+            "%s %s[%d]@%d: %s",
+            outcome.replace("_", " "),
+            it.topic,
+            it.partition,
+            it.offset,
+            reason or "no reason given",
+            extra=change_fields(it.event_id, self.holder, it.topic, it.partition, it.offset, outcome=outcome),
+        )
+
+
+def stuck_at(pending: list[Item]) -> dict[str, Any]:
+    """``extra=`` for a retry line: the first record of the batch not decided yet, where the worker waits."""
+    it = next((i for i in pending if not i.decided), None)
+    return {} if it is None else change_fields(it.event_id, None, it.topic, it.partition, it.offset)
 
 
 def _headers(message: Message) -> list[tuple[str, bytes | None]]:

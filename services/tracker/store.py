@@ -5,7 +5,9 @@ Two keys per fact, both under the deployment's prefix:
 - ``<prefix>receipt:<event_id>``: a hash, holder -> the holder's outcome as JSON. Receipts arrive at least once
   and in any order, so the fold keeps the most conclusive outcome per holder (applied > skipped_duplicate >
   skipped_stale > dead_lettered; among equals, the first): a redelivered change does not turn "applied" into
-  "skipped_duplicate", and a dead letter that was re-driven and applied shows as applied.
+  "skipped_duplicate", and a dead letter that was re-driven and applied shows as applied. A receipt repeating an
+  apply (``already_applied_at``, see ``services.subscriber.receipts``) folds as applied at that time, so an
+  "applied" receipt lost in a subscriber crash is made good; a second "applied" keeps the first.
 - ``<prefix>trace:<entity_type>:<entity_key>``: a sorted set of every receipt about one entity, by time, for
   ``trace``. The same receipt folded twice is one member, so a replay of the receipts topic does not double it.
 
@@ -21,6 +23,8 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 import redis
+
+from services.subscriber.receipts import counted_as
 
 DEFAULT_TTL_SECONDS = 30 * 24 * 3600  # the receipts topic's retention
 
@@ -113,17 +117,18 @@ class ReceiptStore:
         n = 0
         for r in receipts:
             at = _ms(r["applied_at"]) or 0
-            status = {
-                "outcome": r["outcome"],
-                "at": at,
+            outcome, reached = counted_as(r)
+            status: dict[str, Any] = {
+                "outcome": outcome,
+                "at": _ms(reached) or 0,
                 "reason": r.get("reason"),
                 "entity_type": r.get("entity_type") or "",
                 "entity_key": r.get("entity_key") or "",
                 "authority_version": r.get("authority_version"),
                 "recorded_at": _ms(r.get("recorded_at")),
             }
-            entry = {k: status[k] for k in ("outcome", "at", "authority_version", "reason")}
-            entry = {"event_id": r["event_id"], "holder": r["holder"], **entry}
+            entry = {"outcome": r["outcome"], "at": at, **{k: status[k] for k in ("authority_version", "reason")}}
+            entry = {"event_id": r["event_id"], "holder": r["holder"], **entry}  # the trace: as it arrived
             status_key = self._status_key(r["event_id"]) if r["event_id"] else ""
             trace_key = self._trace_key(status["entity_type"], status["entity_key"]) if status["entity_key"] else ""
             if not status_key and not trace_key:

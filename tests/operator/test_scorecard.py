@@ -12,14 +12,18 @@ import pytest
 from confluent_kafka import Producer
 from distributor.distributor_kit import person_id
 from dlq_scorecard_kit import HOLDER, Cli, cli_runner, encode_change, produce
-from subscriber.subscriber_kit import make_store, person_change, running, subscriber_config, wait_until
+from operator_kit import write_agreements
+from subscriber.subscriber_kit import make_store, person_change, running, subscriber_config, wait_until, write_config
 
 from onceonly.kafka import confluent_producer_config
 from onceonly.settings import Settings
 from onceonly.standard import RegistryClient, Serde
+from services.operator.app import create_app
 from services.operator.holder_lag import lag_by_holder
+from services.operator.lag_report import measure
 from services.operator.receipt_log import ReceiptRow
 from services.operator.scorecard import BadDuration, parse_duration_ms, percentile, score
+from services.subscriber.config import load_subscribers
 
 INBOX = f"inbox.{HOLDER}"
 T0 = 1_760_000_000_000
@@ -152,3 +156,45 @@ def test_scorecard_of_a_real_subscriber(topics: Settings, cli: Cli, tmp_path: Pa
     assert re.findall(r"https?://[^\"]+", html) == ["http://www.w3.org/2000/svg"], "no external assets (no CDN)"
     assert "<script" not in html and "src=" not in html and "<link" not in html
     assert f">{HOLDER}<" in html and "target 1.0 min" in html and "71.4%" in html
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_lag_measures_a_subscriber_under_its_configured_group(topics: Settings, cli: Cli, tmp_path: Path) -> None:
+    """A subscriber configured with its own group_id: ``lag -c`` (and the operator service's config) measure that
+    group; without the config, the default group subscriber.<holder> has committed nothing."""
+    from fastapi.testclient import TestClient
+
+    settings = topics
+    serde = Serde(RegistryClient(settings.registry_url))
+    store = make_store(f"sqlite:///{tmp_path / 'gjj.db'}")
+    config = write_config(tmp_path / "onceonly.yaml", store, source_topic=INBOX, group_id="gjj-sync")
+    config.write_text(config.read_text() + write_agreements(tmp_path / "a.yaml", ["tax"]).read_text())
+    subscribers = load_subscribers(config)
+    changes = [person_change(person_id(n), 1, "c") for n in range(4)]
+    with running(subscribers.select(HOLDER)[0], settings, serde) as worker:
+        for r in changes:
+            produce(settings, INBOX, r["entity_key"].encode(), encode_change(serde, settings, r, INBOX))
+        wait_until(lambda: worker.stats["applied"] == 4, what="4 applies")
+        wait_until(lambda: measure(settings, HOLDER, subscribers=subscribers)[0].waiting == 0, what="the commit")
+
+        code, out, err = cli("lag", "--holder", HOLDER, "--json", "-c", str(config))
+        with TestClient(create_app(settings, config=config)) as client:
+            served = client.get("/api/lag", params={"holder": HOLDER}).json()
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert (row["name"], row["group"], row["waiting"]) == (HOLDER, f"{settings.topic_prefix}gjj-sync", 0)
+    assert [(r["group"], r["waiting"]) for r in served] == [(row["group"], 0)]
+    code, out, err = cli("lag", "--holder", HOLDER, "--json")
+    assert code == 0, err
+    (default,) = json.loads(out)
+    assert (default["group"], default["waiting"]) == (f"{settings.topic_prefix}subscriber.{HOLDER}", 4)
+
+    (tmp_path / "no-subscribers.yaml").write_text("agreements: []\n")
+    mistakes = {
+        ("-c", str(tmp_path / "missing.yaml")): "missing.yaml: file not found",
+        ("--holder", "tax", "-c", str(config)): "no subscriber configured for department 'tax'",
+        ("-c", str(tmp_path / "no-subscribers.yaml")): "no 'subscribers' section",
+    }
+    for args, want in mistakes.items():
+        code, _, err = cli("lag", *args)
+        assert code == 2 and want in err and len(err.strip().splitlines()) == 1, (args, err)

@@ -111,3 +111,16 @@ def test_a_file_that_is_not_a_change_log_is_refused_at_open_naming_it(tmp_path: 
         open_sink(tmp_path)
     path.write_text(f"{first}\n{second}\n")
     open_sink(tmp_path).close()  # the failed open gave its writer's lock back
+
+
+def test_a_change_redelivered_after_reopen_is_a_repeat_of_its_apply(tmp_path: Path) -> None:
+    sink = open_sink(tmp_path)
+    sink.apply([person("1", 1, "c"), person("1", 2)])
+    sink.close()
+    again = open_sink(tmp_path).apply([person("1", 1, "c"), person("1", 2), person("1", 3)])
+    # The file keeps no batches: the entity's last line is known as applied, an older one only as stale.
+    assert [(r.outcome, r.repeat, r.applied_at) for r in again] == [
+        ("skipped_stale", False, None),
+        ("skipped_duplicate", True, None),
+        ("applied", False, None),
+    ]

@@ -30,7 +30,37 @@ def test_newer_applies_equal_is_duplicate_older_is_stale() -> None:
 def test_guard_judges_each_change_against_the_batch_so_far() -> None:
     decisions, changed = guard([change("a", 3), change("a", 5), change("a", 4), change("a", 5)], {})
     assert [d.verdict for d in decisions] == ["apply", "apply", "skipped_stale", "skipped_duplicate"]
-    assert changed == {("person", "a"): Watermark(5, "e-a-5")}
+    assert changed == {("person", "a"): Watermark(5, "e-a-5", batch_events=("e-a-3",))}
+
+
+def test_a_redelivered_batch_is_recognised_as_applied_change_by_change() -> None:
+    """The crash between the store's commit and the receipts: the batch comes again, every change in it was
+    applied (also version 3, overtaken by 5 in the same transaction), and the guard says so (``repeat``)."""
+    batch = [change("a", 3), change("a", 5), change("b", 1)]
+    _, stored = guard(batch, {})
+    again, changed = guard(batch, stored)
+    assert [(d.verdict, d.repeat) for d in again] == [("skipped_duplicate", True)] * 3
+    assert changed == {}
+    # Not a repeat: an older change the store never took, another event with the stored version, a newer one.
+    other = replace(change("a", 5), event_id="e-other")
+    later, _ = guard([change("a", 4), other, change("a", 6)], stored)
+    assert [(d.verdict, d.repeat) for d in later] == [
+        ("skipped_stale", False),
+        ("skipped_duplicate", False),
+        ("apply", False),
+    ]
+    # A watermark written by a later transaction forgets the earlier one's events: only its own batch counts.
+    _, moved_on = guard([change("a", 6)], stored)
+    assert decide(change("a", 3), moved_on[("person", "a")]).repeat is False
+
+
+def test_a_change_applied_to_an_old_key_before_its_upgrade_is_a_repeat_on_redelivery() -> None:
+    old, new = "110101800101001", "110101198001010014"
+    batch = [change(old, 3), change(new, 4, supersedes=old)]
+    _, stored = guard(batch, {})
+    assert stored[("person", old)].batch_events == (f"e-{old}-3",)
+    again, _ = guard(batch, stored)
+    assert [(d.verdict, d.repeat) for d in again] == [("skipped_duplicate", True)] * 2
 
 
 def test_an_upgrade_retires_the_old_key_so_it_cannot_come_back() -> None:

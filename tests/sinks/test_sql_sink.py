@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -305,3 +306,24 @@ def test_an_older_watermark_table_gets_the_new_columns_and_keeps_its_marks(
     assert outcomes(sink, [person("7", 4), person("7", 5)]) == ["skipped_duplicate", "skipped_stale"]
     sink.close()
     assert rows(db_url) == []
+
+
+def test_a_batch_redelivered_after_its_commit_is_answered_as_applied_earlier(
+    db_url: str, rows: Rows, sql_config: Config
+) -> None:
+    """The crash between the commit and the receipts: each change of the batch comes again and is a repeat of an
+    apply, with the time the store wrote it; a change the store never took is not."""
+    sink = open_sink(sql_config(db_url), "mark")
+    batch = [person("1", 1, "c"), person("1", 2), person("2", 1, "c"), person(NEW_ID, 2, supersedes=OLD_ID)]
+    before = int(time.time() * 1000)
+    assert outcomes(sink, batch) == ["applied"] * 4
+    after = int(time.time() * 1000)
+    table = rows(db_url)
+
+    again = sink.apply(batch)
+    assert [(r.outcome, r.repeat) for r in again] == [("skipped_duplicate", True)] * 4
+    assert all(r.applied_at is not None and before - 1000 <= r.applied_at <= after + 1000 for r in again)
+    stale = sink.apply([replace(person("2", 1, "c"), event_id="other-2-1"), person("1", 0)])
+    assert [(r.outcome, r.repeat) for r in stale] == [("skipped_duplicate", False), ("skipped_stale", False)]
+    assert rows(db_url) == table, "a repeat writes nothing"
+    sink.close()

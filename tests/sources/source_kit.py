@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from publisher.change_kit import person_id
 
 from connectors.sources import OutboxSourceConfig, RunReport, create_outbox, run_source
 from onceonly.settings import Settings
+from onceonly.standard.identity import uscc_check_char
 from onceonly.testing import process_env
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -108,20 +111,72 @@ def kill_mid_run_and_finish(config: Path, settings: Settings, state_dir: Path, p
 
     Returns the progress seen at the kill (callers assert it is below their total: killed mid-run, not after).
     """
+    with _killed_then_finished(config, settings, state_dir) as first:
+        done = _wait_for(first, progress, 200)
+    return done
+
+
+def kill_between_ack_and_mark_and_finish(
+    config: Path, settings: Settings, state_dir: Path, url: str, published: Callable[[], int]
+) -> tuple[int, int]:
+    """Run ``source run``; once 200 rows are marked sent, hold a lock that lets the source read and publish its
+    next batch but not mark it, SIGKILL it there (acknowledged by the broker, not marked: the crash window), then
+    finish with ``--once``. Returns (rows marked, records ``published()``) at the kill."""
+    marked = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL"
+    with _killed_then_finished(config, settings, state_dir) as first:
+        _wait_for(first, lambda: int(query(url, marked)[0][0]), 200)
+        with marking_blocked(url):
+            deadline = time.monotonic() + 30
+            seen = (-1, -1)
+            while (now := (int(query(url, marked)[0][0]), published())) != seen or now[1] <= now[0]:
+                assert first.poll() is None and time.monotonic() < deadline, "the source never published unmarked rows"
+                seen = now
+                time.sleep(0.2)  # two equal looks in a row: the source waits on the lock, nothing is in flight
+            os.kill(first.pid, signal.SIGKILL)  # while the lock is held: the mark it waits for never commits
+            first.wait(10)
+    return now
+
+
+@contextmanager
+def _killed_then_finished(config: Path, settings: Settings, state_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """``source run`` for the block, SIGKILLed when it ends (unless the block did), then ``--once`` to finish."""
     first = source_process(config, settings, state_dir)
     try:
-        deadline = time.monotonic() + 60
-        while (done := progress()) < 200:
-            assert first.poll() is None and time.monotonic() < deadline, "the source did not start publishing"
-            time.sleep(0.02)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
+        yield first
     finally:
         if first.poll() is None:
-            first.kill()
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
     again = source_process(config, settings, state_dir, "--once")
     output, _ = again.communicate(timeout=120)
     assert again.returncode == 0, output
+
+
+@contextmanager
+def marking_blocked(url: str) -> Iterator[None]:
+    """A writer's lock on the outbox: the source still reads it (and publishes), but its UPDATE of sent_at waits."""
+    if sa.make_url(url).get_backend_name() == "sqlite":
+        db = sqlite3.connect(str(sa.make_url(url).database), isolation_level=None, timeout=30)
+        try:
+            db.execute("BEGIN IMMEDIATE")  # readers go on, a second writer waits
+            yield
+        finally:
+            db.close()
+        return
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("LOCK TABLE outbox IN SHARE MODE")  # SELECT goes on, UPDATE waits
+            yield
+    finally:
+        engine.dispose()
+
+
+def _wait_for(process: subprocess.Popen[str], progress: Callable[[], int], at_least: int) -> int:
+    deadline = time.monotonic() + 60
+    while (done := progress()) < at_least:
+        assert process.poll() is None and time.monotonic() < deadline, "the source did not start publishing"
+        time.sleep(0.02)
     return done
 
 
@@ -139,3 +194,32 @@ def legacy_rows(url: str, n: int, start: int = 0) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO rk_jbxx VALUES (:k, :n, 1, :b, '朝阳区1号')"), rows)
     engine.dispose()
+
+
+HEADER = ["uscc", "name", "legal_representative", "address", "status", "registered_on", "district_code"]
+
+
+def uscc(n: int) -> str:
+    first17 = f"91110105{n:09d}"
+    return first17 + uscc_check_char(first17)
+
+
+def enterprise(n: int, **overrides: str) -> dict[str, str]:
+    """A row of the market regulator's CSV export of enterprises."""
+    row = {
+        "uscc": uscc(n),
+        "name": f"北京第{n}有限公司",
+        "legal_representative": "李明",
+        "address": f"朝阳区{n}号",
+        "status": "active",
+        "registered_on": "2015-03-01",
+        "district_code": "",
+    }
+    return {**row, **overrides}
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, HEADER)
+        writer.writeheader()
+        writer.writerows(rows)

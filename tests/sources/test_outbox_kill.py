@@ -1,4 +1,5 @@
-"""SIGKILL ``onceonly source run`` mid-batch and start it again: N rows in, N distinct event ids out."""
+"""SIGKILL ``onceonly source run`` mid-batch (rows acknowledged, not marked sent) and start it again: N rows in, N
+distinct event ids out, and each row sent twice carries one event id."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from publisher.change_kit import person_change, person_id, read_topic
 from source_kit import (
     execute,
     insert_outbox,
-    kill_mid_run_and_finish,
+    kill_between_ack_and_mark_and_finish,
     outbox_config,
     payload,
     query,
@@ -24,6 +25,7 @@ from source_kit import (
 
 from connectors.sources import run_source
 from onceonly.settings import Settings
+from services.operator.follow import Follower
 
 pytestmark = pytest.mark.broker
 ROWS = 2000
@@ -36,20 +38,27 @@ def test_kill_and_restart_loses_nothing_and_duplicates_keep_their_event_id(
     config = tmp_path / "onceonly.yaml"
     source = {"kind": "outbox", "department": "public_security", "url": app_db, "batch_size": 50}
     config.write_text(yaml.safe_dump({"sources": {"hukou": source}}))
+    follower = Follower(topics, [topics.topic("change.person")])
+    seen: list[int] = []
 
-    marked = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL"
-    sent = kill_mid_run_and_finish(config, topics, tmp_path / "state", lambda: int(query(app_db, marked)[0][0]))
-    assert sent < ROWS, "killed too late: the source had finished"
+    def published() -> int:
+        seen.append(len(follower.new()))
+        return sum(seen)
+
+    marked, out = kill_between_ack_and_mark_and_finish(config, topics, tmp_path / "state", app_db, published)
+    assert 0 < marked < ROWS, "the kill must land mid-run, with rows partly marked"
+    assert out > marked, "the kill must land mid-batch: acknowledged by the broker, not marked sent"
 
     assert query(app_db, "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]
-    records = read_topic(topics, "change.person", expect=ROWS, timeout=60)
-    by_row: dict[str, set[str]] = defaultdict(set)
+    records = read_topic(topics, "change.person", expect=ROWS + out - marked, timeout=60)
+    by_row: dict[str, list[str]] = defaultdict(list)
     for _, record, _ in records:
-        by_row[record["source"]["position"]].add(record["event_id"])
-    assert len(by_row) == ROWS  # every row published
-    assert all(len(ids) == 1 for ids in by_row.values())  # a row published twice carries one event id
-    assert len({r["event_id"] for _, r, _ in records}) == ROWS
-    print(f"killed after {sent} marked sent; {len(records) - ROWS} rows published twice")
+        by_row[record["source"]["position"]].append(record["event_id"])
+    twice = {row: ids for row, ids in by_row.items() if len(ids) > 1}
+    assert len(by_row) == ROWS, "every row published"
+    assert len({r["event_id"] for _, r, _ in records}) == ROWS, "N rows in, N distinct event ids out"
+    assert len(records) - ROWS == out - marked == len(twice), "what was out and not marked, and only that, went twice"
+    assert all(len(set(ids)) == 1 for ids in twice.values()), "a row published twice carries one event id"
 
 
 def test_rows_acked_but_not_marked_are_sent_again_as_the_same_events(topics: Settings, app_db: str) -> None:

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from publisher.change_kit import person_id, read_topic
-from source_kit import COLUMNS, LEGACY, execute, legacy_rows
+from source_kit import COLUMNS, LEGACY, enterprise, execute, legacy_rows, uscc, write_csv
 
 from connectors.sources import SnapshotSourceConfig, SnapshotState, run_source
 from onceonly.settings import Settings
-from onceonly.standard.identity import uscc_check_char
 
 pytestmark = pytest.mark.broker
-HEADER = ["uscc", "name", "legal_representative", "address", "status", "registered_on", "district_code"]
-
-
-def uscc(n: int) -> str:
-    first17 = f"91110105{n:09d}"
-    return first17 + uscc_check_char(first17)
-
-
-def enterprise(n: int, **overrides: str) -> dict[str, str]:
-    row = {
-        "uscc": uscc(n),
-        "name": f"北京第{n}有限公司",
-        "legal_representative": "李明",
-        "address": f"朝阳区{n}号",
-        "status": "active",
-        "registered_on": "2015-03-01",
-        "district_code": "",
-    }
-    return {**row, **overrides}
-
-
-def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, HEADER)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def csv_config(tmp_path: Path, **overrides: Any) -> SnapshotSourceConfig:

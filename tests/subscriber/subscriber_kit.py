@@ -309,9 +309,10 @@ def write_config(path: Path, url: str, **overrides: Any) -> Path:
     return path
 
 
-def spawn_subscriber(config: Path, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """``onceonly subscriber run`` as its own process, pointed at the test's broker and namespace."""
+def spawn_subscriber(config: Path, settings: Settings, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``onceonly subscriber run`` as its own process, pointed at the test's broker and namespace (``args``: more
+    options, e.g. ``--metrics-port``)."""
     env = process_env(settings, ONCEONLY_STATE_DIR=str(config.parent / "state"))
-    cmd = [sys.executable, "-m", "onceonly", "subscriber", "run", str(config), "--department", HOLDER]
+    cmd = [sys.executable, "-m", "onceonly", "subscriber", "run", str(config), "--department", HOLDER, *args]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=config.parent)
