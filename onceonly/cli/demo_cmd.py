@@ -11,7 +11,9 @@ from onceonly.cli.common import console
 
 
 def demo(
-    people: Annotated[int, typer.Option(min=10, help="residents to seed (one in ten with a 15-digit ID)")] = 10_000,
+    people: Annotated[
+        int, typer.Option(help="residents to seed, at least 10 (one in ten with a 15-digit ID)")
+    ] = 10_000,
     rate: Annotated[
         float | None, typer.Option(help="changes per second to publish (default: as fast as it goes)")
     ] = None,
@@ -26,6 +28,7 @@ def demo(
 
     public_security records through its outbox (outbox source), civil_affairs through daily CSV exports (snapshot
     diff), health through the HTTP gateway, hrss through the Python SDK; the adapters run as child processes.
+    civil_affairs joins after the seed and is brought up by a bootstrap (as `onceonly holder bootstrap` does).
 
     Starts the embedded stack if none runs (and stops it after, unless --keep). Exit code 0 only if every holder's
     store equals the authorities' truth projected through its agreement.
@@ -39,12 +42,13 @@ def demo(
     opts = DemoOptions(
         people=people, rate=rate, database_url=database_url, keep=keep, state_dir=state_dir, timeout=timeout
     )
+    opts.check()  # a bad option is one line, before anything starts
     _interrupt_on_sigterm()
     with Live(console=console, refresh_per_second=4, transient=False) as live:
         result = run_demo(opts, lambda m: live.console.print(m), live.update)
     if not console.is_terminal:  # rich leaves the last line of a non-terminal Live unterminated
         console.line()
-    for line in result.adapters.lines():
+    for line in [*result.adapters.lines(), *result.joined]:
         console.print(line, highlight=False, soft_wrap=True)
     if result.dead_letters:
         console.print(f"poison record dead-lettered: {result.poison_reason or '(reason header missing)'}")

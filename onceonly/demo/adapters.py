@@ -194,7 +194,7 @@ class AdapterProcesses:
             "system": "hukou",
             "url": hukou_url,
             "table": "outbox",
-            "aggregate_types": {"person": "person"},
+            "aggregate_types": {"person": "person", "household": "household"},
             "batch_size": 1000,
             "poll_interval": 0.2,
             "heartbeat_interval": 5.0,

@@ -1,7 +1,7 @@
 """The authorities' own systems, each handing its changes to the platform the way a real one would.
 
-- public_security: the household registration system writes each change to its own resident table (its own
-  column names) and, in the same transaction, a row to its outbox; the outbox source connector publishes the rows.
+- public_security: the household registration system writes each change to its own resident or household table
+  (its own column names) and, in the same transaction, a row to its outbox; the outbox source publishes the rows.
 - civil_affairs: the marriage and adoption registries cannot be changed; they write a daily CSV export (Chinese
   headers, as exported), and the snapshot-diff source publishes what changed since the last export.
 - health: birth and death certificates are posted to the HTTP gateway with the department's API key and an
@@ -62,8 +62,26 @@ RESIDENT_COLUMNS = {  # standard field -> the registration system's own column (
 }
 
 
+HOUSEHOLD_COLUMNS = {  # standard field -> the household booklet table's own column
+    "household_id": "hh",
+    "head_id_number": "hzgmsfhm",
+    "member_id_numbers": "cygmsfhm",  # JSON text
+    "district_code": "ssxq",
+    "address": "zz",
+    "kind": "hlb",
+}
+
+
+KEY_FIELD = {"person": "id_number", "household": "household_id"}
+
+
+def _stored(value: Any) -> Any:
+    return to_json(value) if isinstance(value, list) else value
+
+
 class Hukou:
-    """public_security's household registration database: table ``czrk`` (residents) and ``outbox``."""
+    """public_security's household registration database: tables ``czrk`` (residents), ``hjb`` (household
+    booklets) and ``outbox``."""
 
     def __init__(self, url: str, schema: str | None = None) -> None:
         self.url = url
@@ -71,8 +89,14 @@ class Hukou:
         metadata = sa.MetaData()
         columns: list[sa.Column[Any]] = [sa.Column("gmsfhm", sa.String(18), primary_key=True)]
         columns += [sa.Column(c, sa.Date() if c == "csrq" else sa.Text()) for c in list(RESIDENT_COLUMNS.values())[1:]]
-        columns += [sa.Column("bbh", sa.BigInteger(), nullable=False), sa.Column("gxsj", sa.BigInteger())]
-        self.resident = sa.Table("czrk", metadata, *columns, schema=schema)
+        self.resident = sa.Table("czrk", metadata, *columns, *self._stamps(), schema=schema)
+        columns = [sa.Column("hh", sa.String(32), primary_key=True)]
+        columns += [sa.Column(c, sa.Text()) for c in list(HOUSEHOLD_COLUMNS.values())[1:]]
+        self.household = sa.Table("hjb", metadata, *columns, *self._stamps(), schema=schema)
+        self.tables = {
+            "person": (self.resident, RESIDENT_COLUMNS),
+            "household": (self.household, HOUSEHOLD_COLUMNS),
+        }
         self.outbox = outbox_table("outbox", schema, metadata)
         self.metadata = metadata
         sqlite = sa.make_url(url).get_backend_name() == "sqlite"
@@ -83,6 +107,11 @@ class Hukou:
             def _pragmas(dbapi: Any, _: Any) -> None:
                 dbapi.execute("PRAGMA synchronous=NORMAL")
 
+    @staticmethod
+    def _stamps() -> list[sa.Column[Any]]:
+        """The version and update time every registration table keeps."""
+        return [sa.Column("bbh", sa.BigInteger(), nullable=False), sa.Column("gxsj", sa.BigInteger())]
+
     def create(self) -> None:
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "sqlite":
@@ -92,27 +121,30 @@ class Hukou:
         self.metadata.create_all(self.engine)
 
     def record(self, changes: list[Record]) -> None:
-        """Each change is one transaction: its resident row and its outbox row commit together or not at all."""
-        r = self.resident
+        """Each change is one transaction: its resident (or household) row and its outbox row commit together or
+        not at all."""
         with self.engine.connect() as conn:
             for change in changes:
+                entity_type = str(change["entity_type"])
+                table, columns = self.tables[entity_type]
+                key_column = table.c[columns[KEY_FIELD[entity_type]]]
                 with conn.begin():
                     stamp = now_ms()
                     change["recorded_at"] = change["ts_ms"] = stamp
                     key, after = str(change["entity_key"]), change["after"]
                     if after is None:
-                        conn.execute(sa.delete(r).where(r.c.gmsfhm == key))
+                        conn.execute(sa.delete(table).where(key_column == key))
                     else:
-                        row = {RESIDENT_COLUMNS[f]: v for f, v in after.items() if f in RESIDENT_COLUMNS}
+                        row = {columns[f]: _stored(v) for f, v in after.items() if f in columns}
                         row.update(bbh=change["authority_version"], gxsj=stamp)
                         if change["op"] == "c":
-                            conn.execute(sa.insert(r), row)
+                            conn.execute(sa.insert(table), row)
                         else:
                             old = change.get("supersedes_key") or key
-                            conn.execute(sa.update(r).where(r.c.gmsfhm == old).values(row))
+                            conn.execute(sa.update(table).where(key_column == old).values(row))
                     payload = to_json({k: v for k, v in change.items() if k != "source"})
                     conn.execute(
-                        sa.insert(self.outbox), {"aggregate_type": "person", "aggregate_id": key, "payload": payload}
+                        sa.insert(self.outbox), {"aggregate_type": entity_type, "aggregate_id": key, "payload": payload}
                     )
 
     def counts(self) -> tuple[int, int]:

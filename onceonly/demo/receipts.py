@@ -19,11 +19,17 @@ def _millis(value: Any) -> int:
 
 
 class ReceiptWatch:
-    """Reads ``receipts`` from the start without a consumer group (nothing to join, nothing to commit)."""
+    """Reads ``receipts`` from the start without a consumer group (nothing to join, nothing to commit).
 
-    def __init__(self, settings: Settings, serde: Serde) -> None:
+    ``changes`` holds the event ids of the changes the authorities recorded (the caller adds to it as it records).
+    An applied record with another id is a fill (an interest registration's or a bootstrap's copy of the latest
+    state): it is counted as ``filled`` and kept out of the propagation times, which start when a change was recorded.
+    """
+
+    def __init__(self, settings: Settings, serde: Serde, changes: set[str] | None = None) -> None:
         self.settings = settings
         self.serde = serde
+        self.changes = changes
         self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
         self.latencies_ms: list[int] = []
         self.errors = 0
@@ -59,8 +65,12 @@ class ReceiptWatch:
         except SerdeError:
             self.errors += 1
             return
-        self.outcomes[record["holder"]][record["outcome"]] += 1
-        if record["outcome"] == "applied" and record.get("recorded_at") is not None:
+        outcome = record["outcome"]
+        if outcome == "applied" and self.changes is not None and record["event_id"] not in self.changes:
+            self.outcomes[record["holder"]]["filled"] += 1
+            return
+        self.outcomes[record["holder"]][outcome] += 1
+        if outcome == "applied" and record.get("recorded_at") is not None:
             self.latencies_ms.append(_millis(record["applied_at"]) - _millis(record["recorded_at"]))
 
     def percentile(self, q: float) -> int:

@@ -4,8 +4,11 @@ Everything runs for real: the broker, the registry, the distributor and one subs
 this process), each holder with its own SQLite (or PostgreSQL) database. The authorities hand their changes over
 the way real systems would (``authorities.py``): public_security through its outbox and the outbox source,
 civil_affairs through daily CSV exports and the snapshot-diff source, health through the HTTP gateway, hrss
-through the Python SDK; the adapters run as child processes (``adapters.py``). The run ends when every holder's
-store equals the authorities' truth projected through its agreement, or when the time limit passes.
+through the Python SDK; the adapters run as child processes (``adapters.py``). One holder (``LATE``) joins after
+the seed, as a department whose agreement was just signed: the distributor is restarted with its agreement, its
+subscriber starts, and ``onceonly holder bootstrap``'s code sends it the current state before the wave. The run
+ends when every holder's store equals the authorities' truth projected through its agreement, or when the time
+limit passes.
 """
 
 from __future__ import annotations
@@ -24,17 +27,21 @@ from onceonly.catalog import schema_dir
 from onceonly.demo.adapters import AdapterCounts, AdapterProcesses
 from onceonly.demo.authorities import CivilRegistry, GatewayPoster, Hukou
 from onceonly.demo.city import seed_city
-from onceonly.demo.expected import differences, expected_tables
+from onceonly.demo.expected import verify
 from onceonly.demo.holders import HOLDERS, create_store, holder_agreement, sqlite_store, subscriber_config
+from onceonly.demo.lag import LagWatch, distributor_backlog
 from onceonly.demo.receipts import ReceiptWatch
 from onceonly.demo.truth import Record, Truth
-from onceonly.demo.workload import Step, seed, wave
+from onceonly.demo.workload import Step, depositors, seed, wave
+from onceonly.errors import ConfigError
 from onceonly.settings import Settings
 from onceonly.stack.cluster import cluster
 from onceonly.standard import RegistryClient, Serde, declared_subjects
 
 POISON = b"\x00\x00\x00\xff\xffnot an avro body"
 BATCH = 500  # changes handed to the registration system and to the SDK (one publish_many) at a time
+LATE = "civil_affairs"  # joins after the seed and is brought up by a bootstrap
+MIN_PEOPLE = 10
 
 
 @dataclass
@@ -45,6 +52,42 @@ class DemoOptions:
     keep: bool = False
     state_dir: Path = Path(".onceonly")
     timeout: float = 600.0
+
+    def check(self) -> None:
+        """Refuse what cannot work before anything starts (``ConfigError``: one line for the user)."""
+        if self.people < MIN_PEOPLE:
+            raise ConfigError(f"--people {self.people}: the story needs at least {MIN_PEOPLE} residents")
+        if self.rate is not None and not self.rate > 0:
+            raise ConfigError(f"--rate {self.rate}: give a positive number of changes per second, or leave it out")
+        if not self.timeout > 0:
+            raise ConfigError(f"--timeout {self.timeout}: give a positive number of seconds")
+        if self.database_url is not None:
+            check_database_url(self.database_url)
+
+
+def check_database_url(url: str) -> None:
+    """A PostgreSQL server that answers (the demo creates a database per department there)."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            f"--database-url {url!r} is not a database URL", hint="e.g. postgresql+psycopg://user@127.0.0.1/postgres"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"--database-url {shown}: the demo needs a PostgreSQL server (SQLite is the default without the option)"
+        )
+    try:
+        engine = sa.create_engine(parsed, connect_args={"connect_timeout": 5})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (sa.exc.SQLAlchemyError, ImportError) as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise ConfigError(f"--database-url {shown}: cannot connect: {reason}") from None
 
 
 @dataclass
@@ -59,6 +102,7 @@ class DemoResult:
     changes_per_s: float
     problems: dict[str, list[str]] = field(default_factory=dict)
     adapters: AdapterCounts = field(default_factory=AdapterCounts)
+    joined: list[str] = field(default_factory=list)  # how the late holder was brought up, for the summary
 
     @property
     def ok(self) -> bool:
@@ -87,12 +131,17 @@ class Demo:
         self.folder = (opts.state_dir / "demo" / self.run_id).resolve()
         self.truth = Truth()
         self.log: list[dict[str, Any]] = []
+        self.event_ids: set[str] = set()  # of the changes in ``log`` (the receipt watch tells fills from changes)
         self.interest: set[str] = set()
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.stops: dict[str, threading.Event] = {}  # per service, so the distributor can be restarted alone
         self.stores: dict[str, str] = {}
         self.configs: dict[str, Any] = {}
-        self.workers: list[Any] = []
+        self.distributor: Any = None
+        self.subscribers: dict[str, Any] = {}
+        self.waiting = {LATE: "joins after the seed"}  # holders not running yet, and why
+        self.joined: list[str] = []
         # the authorities' systems and the adapters between them and the platform
         self.hukou: Hukou | None = None
         self.civil = CivilRegistry(self.folder / "civil_affairs" / "exports")
@@ -139,16 +188,42 @@ class Demo:
         return self.opts.database_url.rsplit("/", 1)[0] + f"/{name}"
 
     def start_services(self) -> None:
+        """The distributor with every agreement but the late holder's, and the other holders' subscribers."""
+        from services.distributor import Agreements
+
+        signed = Agreements([a for a in self.agreements if a.holder not in self.waiting], root=self.agreements.root)
+        self.start_distributor(signed)
+        for holder in HOLDERS:
+            if holder not in self.waiting:
+                self.start_subscriber(holder)
+
+    def _start(self, name: str, worker: Any) -> None:
+        stop = threading.Event()
+        t = threading.Thread(target=worker.run, args=(stop,), daemon=True, name=name)
+        self.stops[name] = stop
+        t.start()
+        self.threads.append(t)
+
+    def start_distributor(self, agreements: Any) -> None:
         from services.distributor import make_distributor
+
+        self.distributor = make_distributor(agreements, self.settings)
+        self._start("distributor", self.distributor)
+
+    def stop_distributor(self) -> None:
+        """Stop the distributor alone (it finishes its batch in flight and commits)."""
+        self.stops.pop("distributor").set()
+        thread = next(t for t in self.threads if t.name == "distributor")
+        thread.join(30)
+        if thread.is_alive():
+            raise RuntimeError("the distributor did not stop within 30 s")
+        self.threads.remove(thread)
+
+    def start_subscriber(self, holder: str) -> None:
         from services.subscriber import make_subscriber
 
-        workers: list[Any] = [make_distributor(self.agreements, self.settings)]
-        workers += [make_subscriber(self.configs[h], self.settings) for h in HOLDERS]
-        self.workers = workers
-        for worker in workers:
-            t = threading.Thread(target=worker.run, args=(self.stop,), daemon=True, name=type(worker).__name__)
-            t.start()
-            self.threads.append(t)
+        self.subscribers[holder] = make_subscriber(self.configs[holder], self.settings)
+        self._start(f"subscriber.{holder}", self.subscribers[holder])
 
     def start_adapters(self) -> None:
         """The outbox source and the gateway as child processes; health's poster and hrss's SDK publisher here."""
@@ -164,21 +239,54 @@ class Demo:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until every service owns its partitions, so propagation times measure propagation, not group joins."""
         deadline = time.monotonic() + timeout
-        distributor, *subscribers = self.workers
         while time.monotonic() < deadline:
-            if distributor.assigned.is_set() and all(s.assigned for s in subscribers):
+            if self.distributor.assigned.is_set() and all(s.assigned for s in self.subscribers.values()):
                 return
             time.sleep(0.2)
         self.say("[yellow]services still joining their groups; going on[/]")
 
-    def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
+    def join(self, holder: str) -> None:
+        """``holder`` joins now, as a department whose agreement was just signed, the way an operator does it.
+
+        The seed is distributed first (so what the holder lacks is the state, not changes in flight); the
+        distributor is restarted with the holder's agreement (it registers the holder's inbox before it distributes,
+        so from then on every change reaches the holder live); its subscriber starts; then the bootstrap
+        (``onceonly holder bootstrap``'s ``run_bootstrap``) sends it the latest granted state of every entity.
+        """
+        from services.operator.bootstrap import run_bootstrap
+
+        agreement = holder_agreement(self.agreements, holder)
+        if not self.wait_for(lambda: distributor_backlog(self.settings) == 0, 300, every=0.5):
+            self.say("[yellow]the distributor has not caught up with the seed yet; going on[/]")
+        self.stop_distributor()
+        self.start_distributor(self.agreements)
+        del self.waiting[holder]
+        self.start_subscriber(holder)
+        self.wait_ready()
+        self.say(f"{holder} joins under agreement {agreement.id}: distributor restarted with it, subscriber started")
+        result = run_bootstrap(
+            self.settings,
+            self.agreements,
+            holder,
+            reason=f"joined under agreement {agreement.id} after the seed",
+            operator="onceonly demo",
+            serde=self.serde,
+        )
+        line = (
+            f"{holder} bootstrapped (onceonly holder bootstrap): {result.tally.delivered} records sent "
+            f"({result.tally.withheld} withheld) in {result.tally.elapsed:.1f} s, operation {result.operation_id}"
+        )
+        self.joined.append(line)
+        self.say(line + "; live changes continue")
+
+    def wait_for(self, done: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if done():
                 return True
             if self.adapters.dead():
                 return False
-            time.sleep(0.2)
+            time.sleep(every)
         return False
 
     def stop_adapters(self) -> None:
@@ -196,6 +304,8 @@ class Demo:
 
     def stop_services(self) -> None:
         self.stop.set()
+        for stop in self.stops.values():
+            stop.set()
         for t in self.threads:
             t.join(15)
 
@@ -207,6 +317,7 @@ class Demo:
         started, count = time.monotonic(), 0
         for step in steps:
             self.log.append(step.change)
+            self.event_ids.add(str(step.change["event_id"]))
             count += 1
             if step.authority == "health":
                 self.health.submit(step.change)
@@ -274,9 +385,8 @@ class Demo:
         """The provident fund follows only its depositors: every ``share``-th person."""
         from services.distributor import InterestClient
 
-        people = sorted(self.truth.live("person"))
         with InterestClient(self.settings) as client:
-            for key in people[::share]:
+            for key in depositors(self.truth, share):
                 client.register("housing_fund", "person", key, reason="depositor")
                 self.interest.add(key)
 
@@ -292,12 +402,7 @@ class Demo:
 
     def check(self) -> dict[str, list[str]]:
         """Per holder, what still differs from its entitlement (empty list: converged)."""
-        out: dict[str, list[str]] = {}
-        for holder in HOLDERS:
-            agreement = holder_agreement(self.agreements, holder)
-            expected = expected_tables(agreement, self.configs[holder].sink, self.log, self.interest)
-            out[holder] = differences(expected, self.stores[holder])
-        return out
+        return verify(self.agreements, self.stores, self.log, self.interest)
 
     def dead_letters(self) -> tuple[int, str]:
         """Records on every dead-letter topic, and the reason given for the poison record."""
@@ -326,29 +431,43 @@ class Demo:
         return count, reason
 
 
-def progress_table(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str]]) -> Any:
+def progress_table(demo: Demo, watch: ReceiptWatch, lag: LagWatch, problems: dict[str, list[str]]) -> Any:
+    """Per holder: changes applied, fills (interest, bootstrap), skipped duplicates, lag, dead letters, state."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=f"onceonly demo {demo.run_id}: {len(demo.log)} changes recorded once", expand=False)
-    for column in ("holder", "applied", "skipped", "dead letters", "state"):
-        table.add_column(column, justify="right" if column not in ("holder", "state") else "left")
+    for column in ("holder", "applied", "filled", "skipped", "lag", "dead letters", "state"):
+        table.add_column(column, justify="left" if column in ("holder", "state") else "right")
+    lags = lag.lag
     for holder in HOLDERS:
         o = watch.outcomes[holder]
         skipped = o.get("skipped_duplicate", 0) + o.get("skipped_stale", 0)
         state = problems.get(holder)
         shown = "…" if state is None else ("[green]converged[/]" if not state else f"{len(state)}+ differences")
-        table.add_row(holder, str(o.get("applied", 0)), str(skipped), str(o.get("dead_lettered", 0)), shown)
+        if holder in demo.waiting:
+            shown = f"[dim]{demo.waiting[holder]}[/]"
+        table.add_row(
+            holder,
+            str(o.get("applied", 0)),
+            str(o.get("filled", 0)),
+            str(skipped),
+            str(lags[holder]) if holder in lags else "…",
+            str(o.get("dead_lettered", 0)),
+            shown,
+        )
     return Group(table, Text(demo.refresh_counts().short()))
 
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any], None]) -> DemoResult:
     """The whole story; ``live`` receives a renderable to show progress."""
+    opts.check()
     with cluster(opts.state_dir, keep=opts.keep, say=say) as base:
         demo = Demo(opts, base, say)
         demo.prepare()
-        watch = ReceiptWatch(demo.settings, demo.serde)
+        watch = ReceiptWatch(demo.settings, demo.serde, demo.event_ids)
+        lag = LagWatch(demo.settings, HOLDERS)
         problems: dict[str, list[str]] = {}
         count, reason, elapsed = 0, "", 0.0
         try:
@@ -356,16 +475,19 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
             demo.start_adapters()
             demo.wait_ready()
             watch.start()
-            ticker = threading.Thread(target=_tick, args=(demo, watch, problems, live), daemon=True, name="progress")
-            ticker.start()
+            lag.start()
+            args = (demo, watch, lag, problems, live)
+            threading.Thread(target=_tick, args=args, daemon=True, name="progress").start()
             city = seed_city(opts.people)
             started = time.monotonic()
-            demo.record(seed(city, demo.truth))
+            demo.record(seed(city, demo.truth, households=True))
+            households = len(demo.truth.live("household"))
             published = demo.wait_for(demo.outbox_drained, 300)
             say(
-                f"seeded {opts.people} people at public security"
+                f"seeded {opts.people} people in {households} households at public security"
                 + ("; its outbox source published them" if published else "; [yellow]outbox not drained yet[/]")
             )
+            demo.join(LATE)
             demo.register_interest()
             fills = len(demo.interest)
             filled = demo.wait_for(lambda: sum(watch.outcomes["housing_fund"].values()) >= fills, 120)
@@ -393,10 +515,12 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
                 time.sleep(1)
                 count, reason = demo.dead_letters()
         finally:
+            lag.stop()
             demo.stop_adapters()
             demo.stop_services()
             watch.stop()
-        live(progress_table(demo, watch, problems))
+        lag.measure()  # after the subscribers' last commits: the final table's lag
+        live(progress_table(demo, watch, lag, problems))
         return DemoResult(
             holders=len(HOLDERS),
             converged=[h for h in HOLDERS if problems.get(h) == []],
@@ -408,10 +532,13 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any]
             changes_per_s=len(demo.log) / elapsed if elapsed else 0.0,
             problems={h: p for h, p in problems.items() if p},
             adapters=demo.counts,
+            joined=demo.joined,
         )
 
 
-def _tick(demo: Demo, watch: ReceiptWatch, problems: dict[str, list[str]], live: Callable[[Any], None]) -> None:
+def _tick(
+    demo: Demo, watch: ReceiptWatch, lag: LagWatch, problems: dict[str, list[str]], live: Callable[[Any], None]
+) -> None:
     while not demo.stop.is_set():
-        live(progress_table(demo, watch, problems))
+        live(progress_table(demo, watch, lag, problems))
         time.sleep(0.5)

@@ -16,7 +16,7 @@ from operator_kit import PERSON_GRANTS, Phases, System, system, wait_for
 from typer.testing import CliRunner
 
 from onceonly.cli import app
-from onceonly.demo.holders import table
+from onceonly.demo.holders import column, table
 from onceonly.publisher import Publisher
 from onceonly.settings import Settings
 from onceonly.testing import process_env
@@ -118,7 +118,7 @@ def table_rows(s: System) -> list[tuple[str, ...]]:
     engine = sa.create_engine(s.stores[NEWCOMER])
     try:
         with engine.connect() as conn:
-            cols = ", ".join(PERSON_GRANTS[NEWCOMER])
+            cols = ", ".join(column(NEWCOMER, "person", f) for f in PERSON_GRANTS[NEWCOMER])
             got = conn.exec_driver_sql(f"SELECT {cols} FROM {table(NEWCOMER, 'person')}").all()
     finally:
         engine.dispose()
