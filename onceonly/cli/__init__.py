@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from onceonly.cli import (
     audit_cmd,
@@ -71,7 +72,8 @@ def main() -> None:
     try:
         app()
     except OnceonlyError as e:
-        console_err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (onceonly[embedded], a list) that rich would take for markup
+        console_err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         console_err.print("interrupted")

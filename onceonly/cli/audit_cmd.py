@@ -11,7 +11,10 @@ import typer
 from onceonly.cli.common import StateDir, cli_settings, console
 from onceonly.settings import DEFAULT_STATE_DIR
 
-app = typer.Typer(help="The delivery ledger: who received what, and whether the record is whole.", no_args_is_help=True)
+app = typer.Typer(
+    help="The delivery ledger: who received what, and whether the record is whole.\n\nExample:  onceonly audit verify",
+    no_args_is_help=True,
+)
 
 
 @app.command()

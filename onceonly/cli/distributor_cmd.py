@@ -12,7 +12,11 @@ from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.errors import ConfigError
 from onceonly.settings import DEFAULT_STATE_DIR
 
-app = typer.Typer(help="Deliver each holder what its sharing agreement grants, and audit it.", no_args_is_help=True)
+app = typer.Typer(
+    help="Deliver each holder what its sharing agreement grants, and audit it.\n\n"
+    "Example:  onceonly distributor check onceonly.yaml",
+    no_args_is_help=True,
+)
 
 ConfigFile = Annotated[
     Path | None,

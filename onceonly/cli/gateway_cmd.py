@@ -10,7 +10,10 @@ import typer
 from onceonly.cli.common import StateDir, cli_settings, console, start_service
 from onceonly.settings import DEFAULT_STATE_DIR
 
-app = typer.Typer(help="Serve POST /v1/changes for departments, with an API key each.", no_args_is_help=True)
+app = typer.Typer(
+    help="Serve POST /v1/changes for departments, with an API key each.\n\nExample:  onceonly gateway new-key health",
+    no_args_is_help=True,
+)
 
 
 @app.command()

@@ -11,7 +11,11 @@ import typer
 from onceonly.cli.common import console
 from onceonly.errors import ConfigError
 
-app = typer.Typer(help="Signing keys for change events (ONCEONLY_SIGNATURES=require).", no_args_is_help=True)
+app = typer.Typer(
+    help="Signing keys for change events (ONCEONLY_SIGNATURES=require).\n\n"
+    "Example:  onceonly keys new distributor --dir keys",
+    no_args_is_help=True,
+)
 
 
 @app.command()

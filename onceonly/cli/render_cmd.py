@@ -19,7 +19,11 @@ from onceonly.render.output import yaml_documents
 from onceonly.render.strimzi import Authentication, kafka_users
 from onceonly.settings import Settings, load_settings
 
-app = typer.Typer(help="Kafka principals and ACLs, rendered from departments and agreements.", no_args_is_help=True)
+app = typer.Typer(
+    help="Kafka principals and ACLs, rendered from departments and agreements.\n\n"
+    "Example:  onceonly acls render --format kafka-acls --agreements onceonly.yaml",
+    no_args_is_help=True,
+)
 
 
 class AclFormat(StrEnum):

@@ -12,7 +12,9 @@ from onceonly.cli.common import StateDir, cli_settings, console
 from onceonly.settings import DEFAULT_STATE_DIR
 
 app = typer.Typer(
-    help="Check schema evolution against the declared compatibility modes, and register.", no_args_is_help=True
+    help="Check schema evolution against the declared compatibility modes, and register.\n\n"
+    "Example:  onceonly schemas check --against http://127.0.0.1:8081",
+    no_args_is_help=True,
 )
 
 SchemasDir = Annotated[

@@ -12,7 +12,11 @@ from onceonly.cli.common import StateDir, console
 from onceonly.settings import DEFAULT_STATE_DIR
 from onceonly.stack import EmbeddedStack, StackOptions
 
-app = typer.Typer(help="Start, stop and inspect the embedded stack (broker, registry, Redis).", no_args_is_help=True)
+app = typer.Typer(
+    help="Start, stop and inspect the embedded stack (broker, registry, Redis).\n\n"
+    "Example:  onceonly stack up && onceonly stack status",
+    no_args_is_help=True,
+)
 
 
 @app.command()

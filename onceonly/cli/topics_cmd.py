@@ -16,7 +16,11 @@ from onceonly.render.topics import kafka_topics_script, topics_listing, with_rep
 from onceonly.settings import DEFAULT_STATE_DIR
 from onceonly.topics import apply_topics, desired_topics
 
-app = typer.Typer(help="Create and check the topics of the catalog (schemas/topics.yaml).", no_args_is_help=True)
+app = typer.Typer(
+    help="Create and check the topics of the catalog (schemas/topics.yaml).\n\n"
+    "Example:  onceonly topics apply --dry-run",
+    no_args_is_help=True,
+)
 
 
 @app.command()

@@ -9,7 +9,10 @@ import typer
 from onceonly.cli.common import StateDir, cli_settings, start_service
 from onceonly.settings import DEFAULT_STATE_DIR
 
-app = typer.Typer(help="Keep the per-change status (receipts) in Redis for status, trace and the scorecard.")
+app = typer.Typer(
+    help="Keep the per-change status (receipts) in Redis for status, trace and the scorecard.\n\n"
+    "Example:  onceonly tracker run --metrics-port 9104"
+)
 
 
 @app.command()
