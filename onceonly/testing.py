@@ -1,7 +1,8 @@
 """pytest fixtures for onceonly and for departments testing their adapters against it.
 
 The session broker is ``ONCEONLY_BOOTSTRAP_SERVERS`` when set (a real cluster); else testcontainers
-(Kafka, Redis) when a Docker engine answers; else the embedded stack on free ports. Every test gets its
+(Kafka, Redis) when a Docker engine answers; else the embedded stack on free ports. PostgreSQL is
+``ONCEONLY_TEST_POSTGRES_URL``, else the machine's, else a container (``postgres_url``). Every test gets its
 own topic prefix (and Redis key prefix), so tests never see each other's data.
 """
 
@@ -95,17 +96,23 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
-@pytest.fixture
-def settings(stack: StackInfo, namespace: str) -> Settings:
-    """Settings pointing at the session stack, isolated under this test's namespace."""
+def stack_namespace(stack: StackInfo, namespace: str | None = None) -> Settings:
+    """Settings pointing at the session stack under ``namespace`` (a fresh one when not given): for fixtures wider
+    than one test (a module's shared scenario, one demo run)."""
     return Settings(
         bootstrap_servers=stack.bootstrap_servers,
         registry_url=stack.registry_url,
         redis_url=stack.redis_url,
         broker_quirks=stack.broker_quirks,
-        topic_prefix=namespace,
+        topic_prefix=namespace or f"t{uuid.uuid4().hex[:10]}.",
         profile="dev",
     )
+
+
+@pytest.fixture
+def settings(stack: StackInfo, namespace: str) -> Settings:
+    """Settings pointing at the session stack, isolated under this test's namespace."""
+    return stack_namespace(stack, namespace)
 
 
 @pytest.fixture
@@ -118,13 +125,29 @@ def topics(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The machine's PostgreSQL (CI always has it); skipped outside CI when it is absent."""
-    if port_open("127.0.0.1", 5432):
-        return MACHINE_POSTGRES
-    if os.environ.get("CI"):
-        pytest.fail("PostgreSQL is not running on 127.0.0.1:5432 (CI must start it)")
-    pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server the tests may create databases on: ``ONCEONLY_TEST_POSTGRES_URL`` when set, else the
+    machine's at 127.0.0.1:5432 when it answers, else a testcontainers one when a Docker engine answers; skipped
+    outside CI when there is none (CI must have one)."""
+    if url := os.environ.get("ONCEONLY_TEST_POSTGRES_URL"):
+        yield url
+    elif port_open("127.0.0.1", 5432):
+        yield MACHINE_POSTGRES
+    elif os.environ.get("ONCEONLY_TEST_CONTAINERS") != "0" and docker_available():
+        yield from _postgres_container()
+    elif os.environ.get("CI"):
+        pytest.fail(
+            "no PostgreSQL: none on 127.0.0.1:5432, no ONCEONLY_TEST_POSTGRES_URL, no Docker (CI must start one)"
+        )
+    else:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (set ONCEONLY_TEST_POSTGRES_URL, or start Docker)")
+
+
+def _postgres_container() -> Iterator[str]:
+    from testcontainers.community.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
+        yield pg.get_connection_url()
 
 
 @pytest.fixture

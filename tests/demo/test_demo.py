@@ -10,7 +10,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,7 @@ from onceonly.demo.expected import verify
 from onceonly.demo.holders import HOLDERS, sqlite_store
 from onceonly.demo.truth import Record, Truth
 from onceonly.demo.workload import depositors, seed, wave
-from onceonly.settings import Settings
-from onceonly.testing import StackInfo, process_env
+from onceonly.testing import StackInfo, process_env, stack_namespace
 from services.distributor import load_agreements
 
 pytestmark = pytest.mark.broker
@@ -70,14 +68,7 @@ def running_under(state: Path) -> list[str]:
 def small_city(stack: StackInfo, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """One run of the real command on the session stack (its topics under a fresh prefix)."""
     state = tmp_path_factory.mktemp("demo")
-    settings = Settings(
-        bootstrap_servers=stack.bootstrap_servers,
-        registry_url=stack.registry_url,
-        redis_url=stack.redis_url,
-        broker_quirks=stack.broker_quirks,
-        topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-        profile="dev",
-    )
+    settings = stack_namespace(stack)
     env = process_env(settings, ONCEONLY_REDIS_URL=stack.redis_url, COLUMNS="200")
     cmd = [sys.executable, "-m", "onceonly", "demo", "--people", str(PEOPLE), "--timeout", "180"]
     done = subprocess.run(

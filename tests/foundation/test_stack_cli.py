@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from onceonly.stack.process import free_port
+from onceonly.stack.process import free_port, port_open
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -86,11 +86,12 @@ def test_port_taken_is_one_clear_line_and_nothing_half_started(state: Path) -> N
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
-        port = held.getsockname()[1]
+        port, broker_port = held.getsockname()[1], free_port()
         result = run(
-            "stack", "up", "--state-dir", str(state), "--registry-port", str(port), "--broker-port", str(free_port())
+            "stack", "up", "--state-dir", str(state), "--registry-port", str(port), "--broker-port", str(broker_port)
         )
     assert result.returncode != 0
+    assert not port_open("127.0.0.1", broker_port), "the broker started before the refusal was left running"
     assert f"port {port} for the schema registry is already taken" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from onceonly.settings import Settings
-from onceonly.testing import StackInfo
+from onceonly.testing import StackInfo, stack_namespace
 
 
 def _forget(settings: Settings) -> None:
@@ -27,14 +26,7 @@ def module_topics(stack: StackInfo) -> Iterator[Settings]:
     """Like ``topics``, for a module whose tests share one scenario."""
     from onceonly.topics import apply_topics
 
-    settings = Settings(
-        bootstrap_servers=stack.bootstrap_servers,
-        registry_url=stack.registry_url,
-        redis_url=stack.redis_url,
-        broker_quirks=stack.broker_quirks,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
-        profile="dev",
-    )
+    settings = stack_namespace(stack)
     apply_topics(settings)
     yield settings
     _forget(settings)
