@@ -19,6 +19,11 @@ from onceonly.publisher.sync import Publisher
 HEARTBEATS_TOPIC = "source.heartbeats"
 
 
+def longest_gap(interval: float, looks_every: float = 0.0) -> float:
+    """The longest a live source leaves between two heartbeats: it beats at a look, once ``interval`` has passed."""
+    return max(interval, looks_every)
+
+
 class Heartbeat:
     """``looks_every``: how often the owner calls ``beat_if_due`` at most (a source's poll interval), so the
     announced ``interval_s`` is the longest gap a live source leaves between two beats."""
@@ -38,7 +43,7 @@ class Heartbeat:
         self.kind = kind
         self.department = department
         self.interval = interval
-        self.expected_every = max(interval, looks_every)
+        self.expected_every = longest_gap(interval, looks_every)
         self.topic = publisher.settings.topic(HEARTBEATS_TOPIC)
         self.published = 0
         self.rejected = 0

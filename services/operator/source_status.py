@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from onceonly.errors import OnceonlyError
-from onceonly.publisher.heartbeat import HEARTBEATS_TOPIC
+from onceonly.publisher.heartbeat import HEARTBEATS_TOPIC, longest_gap
 from onceonly.settings import Settings
 from services.distributor.reading import read_to_end
 from services.operator.follow import all_partitions
@@ -165,7 +165,7 @@ def _status(
     settings: Settings,
     dead_after: float,
 ) -> SourceStatus:
-    interval = max(config.heartbeat_interval, config.poll_interval) if config is not None else None
+    interval = longest_gap(config.heartbeat_interval, config.poll_interval) if config is not None else None
     state, age, every = judge(beat, interval_s=interval, dead_after=dead_after)
     kind = beat.kind if beat else ("outbox" if config is not None and config.kind == "outbox" else "snapshot_diff")
     department = beat.department if beat else (config.department if config is not None else "")
