@@ -9,14 +9,16 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[embedded,postgres,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[embedded,postgres,mysql,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/onceonly demo
 
+# Two pytest-xdist workers (the CI machine has 2 cores), each with its own embedded stack. loadfile keeps a file's
+# tests on one worker: module fixtures (a shared scenario, the fault suite's pipeline) are built once, not per worker.
 test: $(STAMP)
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

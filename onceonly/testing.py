@@ -8,10 +8,13 @@ own topic prefix (and Redis key prefix), so tests never see each other's data.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +28,7 @@ from onceonly.stack.process import free_port, port_open
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 MACHINE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+MACHINE_MYSQL = "mysql+pymysql://root@127.0.0.1:3306/test"
 
 
 @dataclass
@@ -96,6 +100,15 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
+@functools.cache
+def _test_state_dir() -> Path:
+    """One scratch state directory per test process, removed at exit: what services keep beside themselves
+    (an http sink's default watermark store) never lands in the checkout's ``.onceonly``, a developer's own."""
+    path = Path(tempfile.mkdtemp(prefix="onceonly-test-state-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def stack_namespace(stack: StackInfo, namespace: str | None = None) -> Settings:
     """Settings pointing at the session stack under ``namespace`` (a fresh one when not given): for fixtures wider
     than one test (a module's shared scenario, one demo run)."""
@@ -106,6 +119,7 @@ def stack_namespace(stack: StackInfo, namespace: str | None = None) -> Settings:
         broker_quirks=stack.broker_quirks,
         topic_prefix=namespace or f"t{uuid.uuid4().hex[:10]}.",
         profile="dev",
+        state_dir=_test_state_dir(),
     )
 
 
@@ -129,18 +143,30 @@ def postgres_url() -> Iterator[str]:
     """A PostgreSQL server the tests may create databases on: ``ONCEONLY_TEST_POSTGRES_URL`` when set, else the
     machine's at 127.0.0.1:5432 when it answers, else a testcontainers one when a Docker engine answers; skipped
     outside CI when there is none (CI must have one)."""
-    if url := os.environ.get("ONCEONLY_TEST_POSTGRES_URL"):
+    yield from _database_server("PostgreSQL", "ONCEONLY_TEST_POSTGRES_URL", MACHINE_POSTGRES, 5432, _postgres_container)
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """A MySQL/MariaDB server the tests may create databases on (the ``mysql`` extra's driver): found as
+    ``postgres_url`` finds PostgreSQL, from ``ONCEONLY_TEST_MYSQL_URL``, the machine's at 127.0.0.1:3306 (user root,
+    no password), or a container."""
+    yield from _database_server("MySQL/MariaDB", "ONCEONLY_TEST_MYSQL_URL", MACHINE_MYSQL, 3306, _mysql_container)
+
+
+def _database_server(
+    what: str, variable: str, machine: str, port: int, container: Callable[[], Iterator[str]]
+) -> Iterator[str]:
+    if url := os.environ.get(variable):
         yield url
-    elif port_open("127.0.0.1", 5432):
-        yield MACHINE_POSTGRES
+    elif port_open("127.0.0.1", port):
+        yield machine
     elif os.environ.get("ONCEONLY_TEST_CONTAINERS") != "0" and docker_available():
-        yield from _postgres_container()
+        yield from container()
     elif os.environ.get("CI"):
-        pytest.fail(
-            "no PostgreSQL: none on 127.0.0.1:5432, no ONCEONLY_TEST_POSTGRES_URL, no Docker (CI must start one)"
-        )
+        pytest.fail(f"no {what}: none on 127.0.0.1:{port}, no {variable}, no Docker (CI must start one)")
     else:
-        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (set ONCEONLY_TEST_POSTGRES_URL, or start Docker)")
+        pytest.skip(f"no {what} on 127.0.0.1:{port} (set {variable}, or start Docker)")
 
 
 def _postgres_container() -> Iterator[str]:
@@ -148,6 +174,13 @@ def _postgres_container() -> Iterator[str]:
 
     with PostgresContainer("postgres:16-alpine", driver="psycopg") as pg:
         yield pg.get_connection_url()
+
+
+def _mysql_container() -> Iterator[str]:
+    from testcontainers.community.mysql import MySqlContainer
+
+    with MySqlContainer("mariadb:10.11", dialect="pymysql") as db:
+        yield db.get_connection_url()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import faust
 from kafka import KafkaProducer
@@ -13,7 +14,7 @@ from onceonly.settings import Settings
 from onceonly.topics import admin, existing_partitions
 
 
-def test_faust_agent_consumes_what_kafka_python_produced(topics: Settings) -> None:
+def test_faust_agent_consumes_what_kafka_python_produced(topics: Settings, tmp_path: Path) -> None:
     topic_name = topics.topic("change.person")
     assert topic_name in existing_partitions(admin(topics))  # the admin client sees the catalog topics
 
@@ -24,7 +25,7 @@ def test_faust_agent_consumes_what_kafka_python_produced(topics: Settings) -> No
     producer.flush(timeout=30)
     producer.close()
 
-    app = faust.App(f"foundation-{uuid.uuid4().hex[:8]}", **faust_app_settings(topics))
+    app = faust.App(f"foundation-{uuid.uuid4().hex[:8]}", **faust_app_settings(topics), datadir=str(tmp_path))
     source = app.topic(topic_name, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
     got: list[bytes] = []
     done = asyncio.Event()
