@@ -8,6 +8,8 @@ results = sink.apply(changes)   # one Result per change: applied, skipped_duplic
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from connectors.sinks.base import OUTCOMES, Outcome, Result, Sink
 from connectors.sinks.change import Change
 from connectors.sinks.config import EndMapping, FileSinkConfig, HttpSinkConfig, SinkConfig, SqlSinkConfig, TableMapping
@@ -49,10 +51,18 @@ __all__ = [
 ]
 
 
-def build_sink(config: SqlSinkConfig | HttpSinkConfig | FileSinkConfig, *, delete_policy: DeletePolicy) -> Sink:
-    """The sink for a configuration (not yet opened)."""
+def build_sink(
+    config: SqlSinkConfig | HttpSinkConfig | FileSinkConfig,
+    *,
+    delete_policy: DeletePolicy,
+    holder: str = "",
+    state_dir: Path | None = None,
+) -> Sink:
+    """The sink for a configuration (not yet opened). An http sink keeps its watermarks, unless ``watermark_url``
+    says where, in ``<state_dir>/subscribers/<holder>.sqlite`` (``state_dir`` default: the settings'); the
+    subscriber names the holder ``<topic prefix><dept>``, as its consumer group, so deployments never share one."""
     if isinstance(config, SqlSinkConfig):
         return SqlSink(config, delete_policy=delete_policy)
     if isinstance(config, HttpSinkConfig):
-        return HttpSink(config, delete_policy=delete_policy)
+        return HttpSink(config, delete_policy=delete_policy, holder=holder, state_dir=state_dir)
     return FileSink(config, delete_policy=delete_policy)

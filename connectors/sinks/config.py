@@ -141,7 +141,8 @@ class SqlSinkConfig(_Strict):
 
 
 class HttpSinkConfig(_Strict):
-    """The department's own API: one POST per change, ``Idempotency-Key`` = event id."""
+    """The department's own API: one POST per change, ``Idempotency-Key`` = event id, none for a change the sink's own
+    watermarks (``watermark_url``) show the API already has."""
 
     kind: Literal["http"]
     url: str = Field(description="endpoint; '{entity_type}' is replaced per change")
@@ -152,11 +153,41 @@ class HttpSinkConfig(_Strict):
     timeout: float = Field(5.0, gt=0)
     retries: int = Field(3, ge=0, description="quick retries inside one apply before the subscriber pauses")
     backoff: float = Field(0.2, ge=0)
+    watermark_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of this holder's version watermarks, so stale and repeated changes are not "
+        "sent; default sqlite:///<state dir>/subscribers/<topic prefix><dept>.sqlite, shared by the workers of one "
+        "machine. "
+        "Workers on several machines need one shared database, e.g. postgresql+psycopg://...",
+    )
+    watermark_table: str = Field("onceonly_watermarks", pattern=_IDENT)
 
     @field_validator("url")
     @classmethod
     def _expand_url(cls, v: str) -> str:
         return expand_env(v)
+
+    @field_validator("watermark_url")
+    @classmethod
+    def _watermark_url(cls, v: str | None) -> str | None:
+        """A database URL that keeps what it is told: an in-memory one would forget every watermark at exit."""
+        if v is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        v = expand_env(v)
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (e.g. sqlite:////var/lib/onceonly/tax.sqlite or postgresql+psycopg://...)"
+            ) from None
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError(
+                "an in-memory SQLite database forgets the watermarks when the subscriber stops: name a file"
+            )
+        return v
 
     @field_validator("headers")
     @classmethod

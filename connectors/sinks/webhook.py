@@ -1,9 +1,13 @@
 """The HTTP webhook sink: one POST per change to the department's own API.
 
-The department's API owns its store, so it owns the watermark too: it gets the event id as ``Idempotency-Key``
-and the authority version in the body, and answers with what it did. The contract:
+The department's API owns its store; the sink keeps its own version watermarks beside it (``webhook_marks``), so a
+change the API already took (a duplicate) or an older version arriving late (a replay) is skipped, not sent. The
+API gets the event id as ``Idempotency-Key`` and the authority version in the body, and answers with what it did.
+The contract:
 
-- 2xx: applied. An API that keeps versions may say ``X-Onceonly-Outcome: skipped_duplicate`` or ``skipped_stale``.
+- 2xx: applied. An API that keeps versions may say ``X-Onceonly-Outcome: skipped_duplicate`` or ``skipped_stale``
+  (or ``applied``). Any other value is the API breaking this contract: the change is dead-lettered naming the
+  header and the value, because counting it as applied could hide a change the store never took.
 - 409: skipped as stale (the API holds something newer).
 - 408, 425, 429, 5xx, or no answer: the API is unavailable; retried, and the subscriber pauses.
 - any other 4xx: the API refuses this record; it is dead-lettered with the status and the body's first line.
@@ -14,20 +18,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import cast
 
 import httpx
 
-from connectors.sinks.base import OUTCOMES, Outcome, Result, rejected
+from connectors.sinks.base import Outcome, Result, rejected
 from connectors.sinks.change import Change
 from connectors.sinks.config import HttpSinkConfig
 from connectors.sinks.errors import RecordRejected, TransientSinkError
 from connectors.sinks.payload import to_json, webhook_body
 from connectors.sinks.plan import DeletePolicy
+from connectors.sinks.webhook_marks import WatermarkUnavailable, WebhookWatermarks, watermark_url
+from onceonly.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 OUTCOME_HEADER = "X-Onceonly-Outcome"
+ANSWERED_OUTCOMES: tuple[Outcome, ...] = ("applied", "skipped_duplicate", "skipped_stale")
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
 
 
@@ -38,21 +46,52 @@ class _Unavailable(Exception):
 class HttpSink:
     """Posts changes in order; stops at the first one the API cannot take right now."""
 
-    def __init__(self, config: HttpSinkConfig, *, delete_policy: DeletePolicy = "mark") -> None:
+    def __init__(
+        self,
+        config: HttpSinkConfig,
+        *,
+        delete_policy: DeletePolicy = "mark",
+        holder: str = "",
+        state_dir: Path | None = None,
+    ) -> None:
         self.config = config
         self.delete_policy = delete_policy
         self._client: httpx.Client | None = None
+        marks_url = watermark_url(config, holder, state_dir)
+        self._marks = WebhookWatermarks(marks_url, config.watermark_table, config.timeout)
 
     def __repr__(self) -> str:
         return f"HttpSink({self.config.url})"
 
     def open(self) -> None:
+        try:
+            self._marks.open()
+        except WatermarkUnavailable as e:
+            raise TransientSinkError(str(e)) from e
         self._client = httpx.Client(
             timeout=self.config.timeout,
             headers={"Content-Type": "application/json", **self.config.headers},
         )
 
+    def probe(self) -> None:
+        """Ask the API once whether it is there (``subscriber check``): HEAD on the URL up to ``{entity_type}``.
+
+        ``open`` contacts nothing, so without this a check would pass for an API nobody serves. Any HTTP answer,
+        even 404 or 405, means reachable; no connection, TLS failure or no answer within ``timeout`` means not
+        (``TransientSinkError``); a URL that is not http(s) is a ``ConfigError``.
+        """
+        if self._client is None:
+            raise RuntimeError("HttpSink.open() was not called")
+        base = self.config.url.split("{entity_type}", 1)[0]
+        try:
+            self._client.head(base)
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
+            raise ConfigError(f"http sink url {self.config.url!r}: {e}") from None
+        except httpx.TransportError as e:
+            raise TransientSinkError(f"HEAD {base}: {type(e).__name__}: {e}") from e
+
     def close(self) -> None:
+        self._marks.close()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -65,8 +104,8 @@ class HttpSink:
             try:
                 if stop.is_set():
                     raise _Unavailable("stopping")
-                results.append(self._deliver(change, stop))
-            except _Unavailable as e:
+                results.append(self._marks.deliver(change, lambda c: self._deliver(c, stop)))
+            except (_Unavailable, WatermarkUnavailable) as e:
                 raise TransientSinkError(str(e), completed=results) from e
         return results
 
@@ -100,8 +139,14 @@ def _result(change: Change, response: httpx.Response) -> Result:
     status = response.status_code
     if 200 <= status < 300:
         said = response.headers.get(OUTCOME_HEADER, "applied")
-        if said not in OUTCOMES or said == "dead_lettered":
-            said = "applied"
+        if said not in ANSWERED_OUTCOMES:
+            return rejected(
+                change,
+                RecordRejected(
+                    f"HTTP {status} with {OUTCOME_HEADER}: {said!r}, not one of {', '.join(ANSWERED_OUTCOMES)} "
+                    "(the API broke the webhook contract; whether it applied the change is unknown)"
+                ),
+            )
         return Result(change, cast(Outcome, said), _first_line(response) if said != "applied" else None)
     if status == 409:
         return Result(change, "skipped_stale", f"HTTP 409: {_first_line(response)}")

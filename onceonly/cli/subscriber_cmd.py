@@ -33,6 +33,7 @@ def run(
     """Run the subscriber until SIGTERM or Ctrl-C (it stops within seconds, committing what it applied).
 
     Run the same command again (on any machine) to add a worker: workers of a department share its partitions.
+    Each worker is a faust-streaming app (engine: faust, the default) or a confluent-kafka loop (engine: loop).
 
     Example:  onceonly subscriber run onceonly.yaml --department housing_fund
     """
@@ -45,22 +46,34 @@ def run(
 
 
 @app.command()
-def check(config: ConfigFile, department: Department = None) -> None:
+def check(config: ConfigFile, department: Department = None, state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
     """Check the configuration and each department's mapping against its store, without consuming anything.
 
-    An SQL store gets its watermark table if it has none (the subscriber would create it anyway).
+    An SQL store gets its watermark table if it has none (the subscriber would create it anyway), and so does an
+    HTTP sink's watermark store (watermark_url, default <state dir>/subscribers/<topic prefix><dept>.sqlite).
+    An HTTP sink's API is asked once (HEAD on its url up to {entity_type}): any HTTP answer is reachable, none
+    within the sink's timeout is not. Exits non-zero at the first store that is not reachable.
 
     Example:  onceonly subscriber check onceonly.yaml
     """
-    from connectors.sinks import TransientSinkError, build_sink
+    from connectors.sinks import HttpSink, TransientSinkError, build_sink
     from connectors.sinks.config import describe
     from services.subscriber import load_subscribers
 
+    settings = cli_settings(state_dir)
     for sub in load_subscribers(config).select(department):
-        sink = build_sink(sub.sink, delete_policy=sub.delete_policy)
+        sink = build_sink(
+            sub.sink,
+            delete_policy=sub.delete_policy,
+            holder=f"{settings.topic_prefix}{sub.department}",
+            state_dir=settings.state_dir,
+        )
         try:
             sink.open()
+            if isinstance(sink, HttpSink):
+                sink.probe()
         except TransientSinkError as e:
             raise OnceonlyError(f"{sub.department}: the store is not reachable: {e}") from e
-        sink.close()
+        finally:
+            sink.close()
         console.print(f"{sub.department}: {', '.join(sub.topics)} -> {describe(sub.sink)} [green]ok[/]")

@@ -1,4 +1,5 @@
-"""Sink fixtures: a department's person table on SQLite and PostgreSQL, and a department API over real HTTP."""
+"""Sink fixtures: a department's person table on SQLite, PostgreSQL and MySQL/MariaDB, and a
+department API over real HTTP."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sink_kit import DEATH_MAPPING, PERSON_DDL, PERSON_MAPPING
+from sqlalchemy.engine import make_url
 
 from connectors.sinks import SqlSinkConfig
 
@@ -29,11 +31,29 @@ def sql_config() -> Callable[..., SqlSinkConfig]:
     return _sql_config
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture
+def mysql_db(mysql_url: str, namespace: str) -> Iterator[str]:
+    """A fresh MySQL/MariaDB database for this test, dropped afterwards (the URL's user needs CREATE and DROP)."""
+    name = "oo_" + namespace.strip(".")
+    admin = sa.create_engine(mysql_url)
+    with admin.begin() as c:
+        c.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield make_url(mysql_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as c:
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty department database with the person table, on SQLite and on the machine's PostgreSQL."""
+    """An empty department database with the person table, on SQLite, on the machine's PostgreSQL and on its
+    MySQL/MariaDB (``onceonly.testing.mysql_url``)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'gjj.db'}"
+    elif request.param == "mysql":
+        url = str(request.getfixturevalue("mysql_db"))
     else:
         url = str(request.getfixturevalue("postgres_db"))
     engine = sa.create_engine(url)
@@ -74,6 +94,8 @@ class DepartmentApi:
     failure_status: int = 503
     down_after: int | None = None
     refuse_keys: set[str] = field(default_factory=set)
+    outcome_for_keys: dict[str, str] = field(default_factory=dict)
+    """Entity key -> the X-Onceonly-Outcome value answered with a 200, whatever the API did (a protocol mistake)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, idempotency_key: str, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
@@ -86,6 +108,8 @@ class DepartmentApi:
                 return self.failure_status, {}
             if body["entity_key"] in self.refuse_keys:
                 return 422, {}
+            if body["entity_key"] in self.outcome_for_keys:
+                return 200, {"X-Onceonly-Outcome": self.outcome_for_keys[body["entity_key"]]}
             if idempotency_key in self.seen_keys:
                 return 200, {"X-Onceonly-Outcome": "skipped_duplicate"}
             key = body["entity_key"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +14,18 @@ from connectors.sinks import HttpSink, HttpSinkConfig, TransientSinkError
 from onceonly.stack.process import free_port
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's sinks keep their watermarks in its own state dir (``<state dir>/subscribers/tax.sqlite``)."""
+    monkeypatch.setenv("ONCEONLY_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
 def open_sink(
     url: str, retries: int = 3, fields: dict[str, dict[str, str]] | None = None, backoff: float = 0.01
 ) -> HttpSink:
     config = HttpSinkConfig(kind="http", url=url, retries=retries, backoff=backoff, timeout=2.0, fields=fields or {})
-    sink = HttpSink(config, delete_policy="delete")
+    sink = HttpSink(config, delete_policy="delete", holder="tax")
     sink.open()
     return sink
 
@@ -29,7 +37,7 @@ def test_posts_each_change_with_its_event_id_as_idempotency_key(department_api: 
     )
     sink.close()
     assert [r.outcome for r in results] == ["applied", "skipped_duplicate", "applied", "skipped_stale", "applied"]
-    assert [key for key, _ in department_api.requests] == ["ev-1-1", "ev-1-1", "ev-1-3", "ev-1-2", "ev-1-4"]
+    assert [key for key, _ in department_api.requests] == ["ev-1-1", "ev-1-3", "ev-1-4"], "the sink's watermark"
     first = department_api.requests[0][1]
     assert first["data"] == {"xm": "name v1"}, "only mapped fields, under the department's names"
     assert (first["action"], first["authority_version"]) == ("upsert", 1)
@@ -64,6 +72,20 @@ def test_a_refused_record_is_dead_lettered_and_the_next_goes_on(department_api: 
     sink.close()
     assert [r.outcome for r in results] == ["applied", "dead_lettered", "applied"]
     assert "HTTP 422: refused" in str(results[1].error)
+
+
+@pytest.mark.parametrize("said", ["aplied", "dead_lettered", ""])
+def test_an_unknown_outcome_header_is_dead_lettered_naming_it_and_the_next_goes_on(
+    department_api: Any, said: str
+) -> None:
+    department_api.outcome_for_keys = {"2": said}
+    sink = open_sink(department_api.url)
+    results = sink.apply([person("1", 1, "c"), person("2", 1, "c"), person("3", 1, "c")])
+    sink.close()
+    assert [r.outcome for r in results] == ["applied", "dead_lettered", "applied"]
+    assert results[1].reason is not None and f"X-Onceonly-Outcome: {said!r}" in results[1].reason
+    assert "not one of applied, skipped_duplicate, skipped_stale" in results[1].reason
+    assert sorted(department_api.store) == ["1", "3"]
 
 
 def test_nobody_listening_is_transient() -> None:

@@ -7,10 +7,14 @@ process start costs seconds here; one case runs ``python -m onceonly`` to see wh
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from subscriber_kit import make_store
@@ -94,6 +98,65 @@ def test_check_opens_each_store_and_help_has_an_example(cli: Cli, tmp_path: Path
     assert "housing_fund: change.person -> sql sqlite:///gjj.db ok" in out
     code, out, _ = cli("run", "--help")
     assert code == 0 and "Example:  onceonly subscriber run onceonly.yaml" in out
+
+
+@pytest.fixture
+def api_url() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    """A department API over real HTTP that answers every request 404; yields its URL and what it was asked."""
+    asked: list[tuple[str, str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            asked.append((self.command, self.path, self.headers.get("Authorization", "")))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET = do_POST = answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def http_config(tmp_path: Path, url: str) -> None:
+    (tmp_path / "onceonly.yaml").write_text(
+        "subscribers:\n  tax:\n    source_topic: change.person\n    sink: {kind: http, url: '"
+        + url
+        + "/v1/{entity_type}', timeout: 0.5, headers: {Authorization: 'Bearer t0k'}}"
+    )
+
+
+def test_check_asks_an_http_sink_s_api_and_any_answer_is_reachable(
+    cli: Cli, tmp_path: Path, api_url: tuple[str, list[tuple[str, str, str]]]
+) -> None:
+    url, asked = api_url
+    http_config(tmp_path, url)
+    code, out, err = cli("check", "onceonly.yaml")
+    assert code == 0, err
+    assert f"tax: change.person -> http {url}/v1/{{entity_type}} ok" in out
+    assert asked == [("HEAD", "/v1/", "Bearer t0k")], "one HEAD on the URL up to {entity_type}, with its headers"
+
+
+def test_check_says_an_http_sink_s_api_that_does_not_answer_is_not_reachable(cli: Cli, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        for url, why in [
+            (f"http://127.0.0.1:{free_port()}", "ConnectError"),
+            (f"http://127.0.0.1:{silent.getsockname()[1]}", "ReadTimeout"),
+        ]:
+            http_config(tmp_path, url)
+            code, out, err = cli("check", "onceonly.yaml")
+            assert code != 0 and "ok" not in out, (url, out)
+            lines = err.strip().splitlines()
+            assert len(lines) == 1, err
+            assert lines[0].startswith(f"error: tax: the store is not reachable: HEAD {url}/v1/: {why}"), err
 
 
 def test_a_broker_that_does_not_answer_is_one_line_in_a_real_terminal(tmp_path: Path) -> None:
