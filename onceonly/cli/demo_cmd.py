@@ -21,6 +21,10 @@ def demo(
         str | None, typer.Option(help="PostgreSQL server URL: each department gets a database there (default SQLite)")
     ] = None,
     keep: Annotated[bool, typer.Option(help="leave the embedded stack running afterwards")] = False,
+    keep_stores: Annotated[
+        bool,
+        typer.Option(help="with --database-url: leave the department databases on the server (dropped otherwise)"),
+    ] = False,
     state_dir: Annotated[Path, typer.Option(help="where the stack and the department stores live")] = Path(".onceonly"),
     timeout: Annotated[float, typer.Option(help="seconds to wait for every holder to converge")] = 600.0,
 ) -> None:
@@ -30,8 +34,9 @@ def demo(
     diff), health through the HTTP gateway, hrss through the Python SDK; the adapters run as child processes.
     civil_affairs joins after the seed and is brought up by a bootstrap (as `onceonly holder bootstrap` does).
 
-    Starts the embedded stack if none runs (and stops it after, unless --keep). Exit code 0 only if every holder's
-    store equals the authorities' truth projected through its agreement.
+    Starts the embedded stack if none runs (and stops it after, unless --keep). With --database-url, the
+    databases it created there are dropped at the end, whatever the outcome (unless --keep-stores). Exit code 0
+    only if every holder's store equals the authorities' truth projected through its agreement.
 
     Example:  onceonly demo --people 2000
     """
@@ -40,7 +45,13 @@ def demo(
     from onceonly.demo.run import DemoOptions, run_demo
 
     opts = DemoOptions(
-        people=people, rate=rate, database_url=database_url, keep=keep, state_dir=state_dir, timeout=timeout
+        people=people,
+        rate=rate,
+        database_url=database_url,
+        keep=keep,
+        keep_stores=keep_stores,
+        state_dir=state_dir,
+        timeout=timeout,
     )
     opts.check()  # a bad option is one line, before anything starts
     _interrupt_on_sigterm()

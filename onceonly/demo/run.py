@@ -50,6 +50,7 @@ class DemoOptions:
     rate: float | None = None
     database_url: str | None = None
     keep: bool = False
+    keep_stores: bool = False
     state_dir: Path = Path(".onceonly")
     timeout: float = 600.0
 
@@ -137,6 +138,7 @@ class Demo:
         self.threads: list[threading.Thread] = []
         self.stops: dict[str, threading.Event] = {}  # per service, so the distributor can be restarted alone
         self.stores: dict[str, str] = {}
+        self.databases: list[str] = []  # created on --database-url's server by this run, dropped at its end
         self.configs: dict[str, Any] = {}
         self.distributor: Any = None
         self.subscribers: dict[str, Any] = {}
@@ -185,7 +187,39 @@ class Demo:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         admin.dispose()
+        self.databases.append(name)
         return self.opts.database_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_databases(self) -> None:
+        """Drop the databases this run created on ``--database-url``'s server (a demo must not litter a real
+        server), unless ``--keep-stores``; after the run, when nothing of it is connected any more."""
+        if not self.databases or self.opts.database_url is None:
+            return
+        import sqlalchemy as sa
+
+        server = sa.make_url(self.opts.database_url).render_as_string(hide_password=True).rsplit("/", 1)[0]
+        if self.opts.keep_stores:
+            self.say(f"kept the {len(self.databases)} department databases on {server}: {', '.join(self.databases)}")
+            return
+        if self.hukou is not None:
+            self.hukou.close()  # the last progress table counted the outbox again
+        admin = sa.create_engine(self.opts.database_url, isolation_level="AUTOCOMMIT")
+        left = list(self.databases)
+        try:
+            with admin.connect() as conn:
+                for name in self.databases:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    left.remove(name)
+        except sa.exc.SQLAlchemyError as e:
+            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            self.say(f"[yellow]could not drop {', '.join(left)} on {server} ({reason}); drop them by hand[/]")
+        finally:
+            admin.dispose()
+        if not left:
+            self.say(
+                f"dropped the {len(self.databases)} department databases this run created on {server} "
+                "(--keep-stores keeps them)"
+            )
 
     def start_services(self) -> None:
         """The distributor with every agreement but the late holder's, and the other holders' subscribers."""
@@ -463,8 +497,9 @@ def progress_table(demo: Demo, watch: ReceiptWatch, lag: LagWatch, problems: dic
 def run_demo(opts: DemoOptions, say: Callable[[str], None], live: Callable[[Any], None]) -> DemoResult:
     """The whole story; ``live`` receives a renderable to show progress."""
     opts.check()
-    with cluster(opts.state_dir, keep=opts.keep, say=say) as base:
+    with cluster(opts.state_dir, keep=opts.keep, say=say) as base, contextlib.ExitStack() as cleanup:
         demo = Demo(opts, base, say)
+        cleanup.callback(demo.drop_databases)  # after everything below stopped, whatever happened
         demo.prepare()
         watch = ReceiptWatch(demo.settings, demo.serde, demo.event_ids)
         lag = LagWatch(demo.settings, HOLDERS)

@@ -156,6 +156,35 @@ def test_one_wrong_cell_is_named_by_holder_and_field(small_city: Run) -> None:
     assert len(found["hrss"]) == 1 and "onceonly_deleted is None, expected False" in found["hrss"][0]
 
 
+def test_on_a_postgresql_server_the_demo_drops_the_databases_it_created(
+    stack: StackInfo, postgres_url: str, tmp_path: Path
+) -> None:
+    """``--database-url``: each department gets a database on the server for the run, and none is left after it."""
+    import sqlalchemy as sa
+
+    env = process_env(stack_namespace(stack), ONCEONLY_REDIS_URL=stack.redis_url, COLUMNS="200")
+    cmd = [sys.executable, "-m", "onceonly", "demo", "--people", "10", "--timeout", "180"]
+    cmd += ["--database-url", postgres_url, "--state-dir", str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, check=False)
+    runs = list((tmp_path / "demo").iterdir()) if (tmp_path / "demo").is_dir() else []
+    assert len(runs) == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    prefix = f"demo_{runs[0].name}_"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            query = "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname"
+            left = [name for (name,) in conn.exec_driver_sql(query, (prefix,))]
+            for name in left:  # a failed run must not leave them on the shared server either
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert FINAL.fullmatch(done.stdout.strip().splitlines()[-1]), done.stdout[-1000:]
+    assert left == [], "the demo left its department databases on the server"
+    dropped = re.search(r"^dropped the (\d+) department databases", done.stdout, re.MULTILINE)
+    assert dropped and int(dropped[1]) == len(HOLDERS), done.stdout[-3000:]
+
+
 def test_help_has_an_example_and_bad_options_are_one_line(tmp_path: Path) -> None:
     def demo(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "onceonly", "demo", *args, "--state-dir", str(tmp_path)]
@@ -164,6 +193,7 @@ def test_help_has_an_example_and_bad_options_are_one_line(tmp_path: Path) -> Non
     env = {**os.environ, "COLUMNS": "200"}
     shown = demo("--help")
     assert shown.returncode == 0 and "Example:  onceonly demo --people" in shown.stdout
+    assert re.search(r"--keep-stores\s.*leave the department databases on the server", shown.stdout), shown.stdout
 
     refusals = {
         ("--people", "0"): "error: --people 0: the story needs at least 10 residents",
