@@ -6,7 +6,9 @@ partitions, Avro in the Confluent framing. Raw consume is ``Consumer.consume`` o
 watermarks, a receipt per change, synchronous offset commit. Apply is timed from partition assignment to the last
 commit, so the group join (held for seconds by the embedded broker) is not counted.
 
-    python bench/apply.py [--people 10000] [--versions 5] [--batch-size 500]
+    python bench/apply.py [--people 10000] [--versions 5] [--batch-size 500] [--engine faust|loop|both]
+
+Both subscriber hosts are measured by default (``engine: faust``, the faust-streaming agent, and ``engine: loop``).
 
 Uses ``ONCEONLY_BOOTSTRAP_SERVERS`` / ``ONCEONLY_REGISTRY_URL`` when set, else starts an embedded stack for the run;
 PostgreSQL is the machine's (127.0.0.1:5432, trust auth), skipped if absent.
@@ -114,11 +116,12 @@ def raw_consume(settings: Settings, total: int) -> float:
     return total / elapsed
 
 
-def apply_rate(settings: Settings, url: str, total: int, batch_size: int) -> float:
-    """Changes/s of one subscriber worker, from partition assignment to the last commit."""
+def apply_rate(settings: Settings, url: str, total: int, batch_size: int, engine: str) -> float:
+    """Changes/s of one subscriber worker on ``engine``, from partition assignment to the last commit."""
     config = SubscriberConfig.model_validate(
         {
             "department": "housing_fund",
+            "engine": engine,
             "source_topic": "change.person",
             "group_id": f"bench-{uuid.uuid4().hex[:8]}",
             "batch_size": batch_size,
@@ -174,19 +177,24 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=10_000)
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--engine", choices=["faust", "loop", "both"], default="both", help="subscriber host(s)")
     args = parser.parse_args()
+    engines = ["faust", "loop"] if args.engine == "both" else [args.engine]
     result: dict[str, Any] = {"bench": "apply", "batch_size": args.batch_size}
-    with scratch_cluster("bench") as settings, tempfile.TemporaryDirectory() as tmp, postgres_db() as pg:
+    rates: dict[str, float] = {}
+    with scratch_cluster("bench") as settings, tempfile.TemporaryDirectory() as tmp:
         apply_topics(settings)
         total, size = publish(settings, args.people, args.versions)
         result |= {"records": total, "partitions": 3, "topic_mib": round(size / 2**20, 1)}
         raw = raw_consume(settings, total)
-        sqlite = f"sqlite:///{tmp}/gjj.db"
-        make_table(sqlite)
-        rates = {"sqlite": apply_rate(settings, sqlite, total, args.batch_size)}
-        if pg is not None:
-            make_table(pg)
-            rates["postgresql"] = apply_rate(settings, pg, total, args.batch_size)
+        for engine in engines:  # a fresh store per run: a second run into the same one would only skip
+            sqlite = f"sqlite:///{tmp}/gjj-{engine}.db"
+            make_table(sqlite)
+            rates[f"{engine}_sqlite"] = apply_rate(settings, sqlite, total, args.batch_size, engine)
+            with postgres_db() as pg:
+                if pg is not None:
+                    make_table(pg)
+                    rates[f"{engine}_postgresql"] = apply_rate(settings, pg, total, args.batch_size, engine)
         raw = max(raw, raw_consume(settings, total))  # best of two, before and after the applies
     result["raw_consume_per_s"] = round(raw)
     for name, rate in rates.items():

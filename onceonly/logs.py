@@ -182,6 +182,6 @@ def configure_service_logging(log_format: str = "auto", level: str = "INFO") -> 
     """How every long-running service logs: JSON lines for collectors, text when a person watches a terminal."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     handler = configure_logging(level, json=as_json)
-    for noisy in ("httpx", "httpcore", "kafka", "aiokafka"):
+    for noisy in ("httpx", "httpcore", "kafka", "aiokafka", "faust", "mode"):  # their INFO is lifecycle chatter
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     return handler

@@ -4,7 +4,9 @@
     run_subscribers(load_subscribers(Path("onceonly.yaml")).select("housing_fund"), settings)
 
 One worker per department (or several in one consumer group); every outcome becomes a receipt on ``receipts``,
-every change that cannot be applied a dead letter on ``dlq.<department>``.
+every change that cannot be applied a dead letter on ``dlq.<department>``. A worker is a faust-streaming app
+(``faust_app.py``, the default) or a confluent-kafka loop (``worker.py``, ``engine: loop``); both hand their batches
+to ``applier.py``, which decides every change the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Sequence
 from onceonly.settings import Settings
 from services.subscriber.codec import Codec, standard_codec
 from services.subscriber.config import SubscriberConfig, SubscribersConfig, load_subscribers
+from services.subscriber.faust_app import FaustSubscriber
 from services.subscriber.supervisor import Supervisor, tune_gc
 from services.subscriber.worker import Subscriber
 
 __all__ = [
     "Codec",
+    "FaustSubscriber",
     "Subscriber",
     "SubscriberConfig",
     "SubscribersConfig",
@@ -29,9 +33,12 @@ __all__ = [
 ]
 
 
-def make_subscriber(config: SubscriberConfig, settings: Settings, codec: Codec | None = None) -> Subscriber:
-    """A worker wired to the data standard's serde (unless a codec is given)."""
-    return Subscriber(config, settings, codec or standard_codec(settings))
+def make_subscriber(
+    config: SubscriberConfig, settings: Settings, codec: Codec | None = None
+) -> Subscriber | FaustSubscriber:
+    """A worker on the configured engine, wired to the data standard's serde (unless a codec is given)."""
+    host = FaustSubscriber if config.engine == "faust" else Subscriber
+    return host(config, settings, codec or standard_codec(settings))
 
 
 def run_subscribers(configs: Sequence[SubscriberConfig], settings: Settings, *, install_signals: bool = True) -> None:

@@ -3,6 +3,7 @@
 subscribers:
   housing_fund:                      # department code (schemas/departments.yaml)
     source_topic: inbox.housing_fund # default; change topics ([change.person, change.death]) until the distributor runs
+    engine: faust                    # faust (an agent of a faust-streaming app) | loop (a confluent-kafka loop)
     delete_policy: mark              # mark | delete: what a delete or a death does to the holder's record
     batch_size: 500                  # changes per poll and per database transaction
     sink:
@@ -17,10 +18,11 @@ subscribers:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from connectors.sinks import DeletePolicy, SinkConfig, SqlSinkConfig
+from connectors.sinks import DeletePolicy, HttpSinkConfig, SinkConfig, SqlSinkConfig
 from onceonly.catalog import load_departments
 from onceonly.config import load_section
 from onceonly.errors import ConfigError
@@ -35,6 +37,11 @@ class SubscriberConfig(BaseModel):
     source_topic: str | list[str] | None = Field(None, description="catalog topic name(s); default inbox.<dept>")
     group_id: str | None = Field(None, description="consumer group; default subscriber.<dept>")
     sink: SinkConfig
+    engine: Literal["faust", "loop"] = Field(
+        "faust",
+        description="faust: an agent of a faust-streaming app; loop: a plain confluent-kafka consumer loop (the same "
+        "decisions, guarantees and receipts; faster to join a group and to consume)",
+    )
     delete_policy: DeletePolicy = "mark"
     batch_size: int = Field(500, ge=1, le=50_000)
     retry_backoff_max: float = Field(10.0, gt=0, description="seconds between retries while the sink is down, at most")
@@ -69,6 +76,27 @@ class SubscribersConfig(RootModel[dict[str, SubscriberConfig]]):
             if sub.department and sub.department != code:
                 raise ValueError(f"entry {code!r} says department {sub.department!r}")
             sub.department = code
+        return self
+
+    @model_validator(mode="after")
+    def _own_watermarks(self) -> SubscribersConfig:
+        """Watermark rows carry no holder: an http sink sharing a watermark table with another holder would skip
+        that holder's changes as its own."""
+        seen: dict[tuple[str, str], tuple[str, bool]] = {}
+        for code, sub in self.root.items():
+            sink, http = sub.sink, isinstance(sub.sink, HttpSinkConfig)
+            if isinstance(sink, HttpSinkConfig) and sink.watermark_url:
+                place = (sink.watermark_url, sink.watermark_table)
+            elif isinstance(sink, SqlSinkConfig):
+                place = (sink.url, sink.watermark_table)
+            else:
+                continue
+            other, other_http = seen.setdefault(place, (code, http))
+            if other != code and (http or other_http):
+                raise ValueError(
+                    f"{other} and {code} keep their watermarks in the same table ({place[1]}) of the same "
+                    "database: give one of them its own watermark_table"
+                )
         return self
 
     def select(self, department: str | None) -> list[SubscriberConfig]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka import Message
+from typing import Any, Protocol
 
 from connectors.sinks import Change, Outcome, RecordRejected, Result
 from onceonly import metrics
@@ -26,6 +24,17 @@ class PublishUnavailable(Exception):
     """A receipt could not be encoded because the registry is down: retry before committing anything."""
 
 
+class Record(Protocol):
+    """A consumed record as both hosts hand it over (confluent-kafka's ``Message``, or ``faust_app.FaustRecord``)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Any: ...
+
+
 @dataclass
 class Item:
     """One consumed record: where it came from, and what decoding and the sink made of it."""
@@ -35,16 +44,17 @@ class Item:
     offset: int
     key: bytes | None
     value: bytes | None
-    message: Message
+    message: Record
     change: Change | None = None
     event_id: str | None = None
     schema_id: int | None = None
     decode_error: BaseException | None = None
     result: Result | None = None
     applied_at: int = 0
+    outcome: Outcome | None = None
 
     @classmethod
-    def of(cls, message: Message) -> Item:
+    def of(cls, message: Record) -> Item:
         return cls(
             topic=message.topic() or "",
             partition=message.partition() or 0,
@@ -61,6 +71,13 @@ class Item:
     @property
     def tp(self) -> tuple[str, int]:
         return (self.topic, self.partition)
+
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        """The record's own headers, as pairs."""
+        raw = self.message.headers() or []
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
 class Reporter:
@@ -94,7 +111,7 @@ class Reporter:
                 event_id=it.event_id,
                 schema_id=it.schema_id,
                 stage="VALUE_CONVERTER" if it.decode_error is not None else "TASK_PUT",
-                original=_headers(it.message),
+                original=it.headers,
             )
             outbox.add(self.dlq_topic, it.key, it.value, headers)
         record = receipt(self.holder, outcome, it.change, reason=reason, key=it.key, event_id=it.event_id)
@@ -150,9 +167,3 @@ def stuck_at(pending: list[Item]) -> dict[str, Any]:
     """``extra=`` for a retry line: the first record of the batch not decided yet, where the worker waits."""
     it = next((i for i in pending if not i.decided), None)
     return {} if it is None else change_fields(it.event_id, None, it.topic, it.partition, it.offset)
-
-
-def _headers(message: Message) -> list[tuple[str, bytes | None]]:
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]

@@ -159,24 +159,42 @@ class LagMeter:
     def committed(self, offsets: Mapping[tuple[str, int], int]) -> None:
         self._done.update(offsets)
 
+    def forget_all(self) -> None:
+        """A new assignment (a host that is told only the whole of it): nothing committed before is known."""
+        self._done.clear()
+
     def report(self, consumer: Consumer) -> None:
         """Set the gauge per topic (0 for a topic whose partitions went to another worker); throttled."""
-        now = time.monotonic()
-        if now < self._due:
+        if not self._due_now():
             return
-        self._due = now + self.every
         assigned = consumer.assignment()
         unknown = [tp for tp in assigned if (tp.topic, tp.partition) not in self._done]
         if unknown:
             self._ask_group(consumer, unknown)
-        waiting = dict.fromkeys(self._topics, 0)
+        ends: dict[tuple[str, int], int] = {}
         for tp in assigned:
-            done = self._done.get((tp.topic, tp.partition))
             marks = consumer.get_watermark_offsets(tp, cached=True)
-            high = marks[1] if marks else -1
-            waiting[tp.topic] = waiting.get(tp.topic, 0) + (
-                max(high - done, 0) if done is not None and high >= 0 else 0
-            )
+            ends[(tp.topic, tp.partition)] = marks[1] if marks else -1
+        self._set(ends)
+
+    def report_ends(self, ends: Mapping[tuple[str, int], int]) -> None:
+        """The same gauge from partition ends a host read from its own fetches; throttled. A partition this
+        worker has not committed on since it got it counts 0 until it does (a lower bound)."""
+        if self._due_now():
+            self._set(ends)
+
+    def _due_now(self) -> bool:
+        now = time.monotonic()
+        if now < self._due:
+            return False
+        self._due = now + self.every
+        return True
+
+    def _set(self, ends: Mapping[tuple[str, int], int]) -> None:
+        waiting = dict.fromkeys(self._topics, 0)
+        for (topic, partition), high in ends.items():
+            done = self._done.get((topic, partition))
+            waiting[topic] = waiting.get(topic, 0) + (max(high - done, 0) if done is not None and high >= 0 else 0)
         for topic, n in waiting.items():
             metrics.LAG.labels(group=self.group, topic=topic).set(n)
         self._topics = set(waiting)

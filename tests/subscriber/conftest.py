@@ -28,6 +28,12 @@ def store(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_store"))
 
 
+@pytest.fixture(params=["faust", "loop"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Both hosts of a subscriber (a faust-streaming agent, a confluent-kafka loop): the same guarantees."""
+    return str(request.param)
+
+
 @pytest.fixture
 def codec(settings: Settings) -> Codec:
     from onceonly.standard import RegistryClient, Serde

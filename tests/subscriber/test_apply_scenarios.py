@@ -24,12 +24,12 @@ from onceonly.standard import platform_schema
 OLD_ID, NEW_ID = "110101800101001", "110101198001010014"
 
 
-def test_duplicates_stale_poison_upgrade_correction_death(store: str, broker: Broker) -> None:
+def test_duplicates_stale_poison_upgrade_correction_death(store: str, broker: Broker, engine: str) -> None:
     created = [person_change(k, 1, "c") for k in ("A", OLD_ID, "C", "D")]
     late_copy = person_change(OLD_ID, 1, "c")
     malformed = {**person_change("M", 2), "after": None}  # an update without data: decodable, not applicable
     poison = person_change("P", 1, "c", district_code="000000")  # the fund's CHECK constraint refuses it
-    with running(subscriber_config(store), broker.settings, broker.codec) as worker:
+    with running(subscriber_config(store, engine=engine), broker.settings, broker.codec) as worker:
         broker.publish(created)
         wait_until(lambda: len(table(store)) == 4, what="the first four people")
         broker.publish(

@@ -66,13 +66,13 @@ def stop_with_sigterm(proc: subprocess.Popen[bytes]) -> float:
 # the records are then read again and skipped as duplicates, nothing lost, but the count differs. One rerun.
 @pytest.mark.flaky(reruns=1)
 def test_sigkill_mid_batch_then_sigterm_mid_stream_then_restart_applies_every_change_exactly_once(
-    sqlite_store: str, broker: Broker, tmp_path: Path, redis_keys: None
+    sqlite_store: str, broker: Broker, tmp_path: Path, redis_keys: None, engine: str
 ) -> None:
     total = PEOPLE * VERSIONS
     broker.publish(
         [person_change(f"P{p:03d}", v, "c" if v == 1 else "u") for v in range(1, VERSIONS + 1) for p in range(PEOPLE)]
     )
-    config = write_config(tmp_path / "onceonly.yaml", sqlite_store, batch_size=250)
+    config = write_config(tmp_path / "onceonly.yaml", sqlite_store, batch_size=250, engine=engine)
     log = tmp_path / "subscriber.log"
 
     def applied() -> int:
@@ -142,7 +142,7 @@ def test_sigkill_mid_batch_then_sigterm_mid_stream_then_restart_applies_every_ch
 
 
 def test_sigterm_while_the_sink_is_down_exits_fast_and_commits_nothing_unapplied(
-    sqlite_store: str, broker: Broker, tmp_path: Path
+    sqlite_store: str, broker: Broker, tmp_path: Path, engine: str
 ) -> None:
     # Nothing listens on this port: every delivery attempt fails, so the worker sits in its pause-and-retry loop.
     from onceonly.stack.process import free_port
@@ -150,6 +150,7 @@ def test_sigterm_while_the_sink_is_down_exits_fast_and_commits_nothing_unapplied
     config = write_config(
         tmp_path / "onceonly.yaml",
         sqlite_store,
+        engine=engine,
         sink={"kind": "http", "url": f"http://127.0.0.1:{free_port()}/changes", "retries": 0, "timeout": 1.0},
     )
     broker.publish([person_change(f"P{p}", 1, "c") for p in range(20)])

@@ -34,11 +34,13 @@ def changes(versions: range) -> list[dict[str, Any]]:
     return [person_change(f"P{p:03d}", v, "c" if v == 1 else "u") for v in versions for p in range(PEOPLE)]
 
 
-def test_postgresql_refusing_connections_pauses_and_then_catches_up(postgresql_store: str, broker: Broker) -> None:
+def test_postgresql_refusing_connections_pauses_and_then_catches_up(
+    postgresql_store: str, broker: Broker, engine: str
+) -> None:
     real = make_url(postgresql_store)
     proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432))
     via_proxy = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    config = subscriber_config(via_proxy, batch_size=50, retry_backoff_max=0.5)
+    config = subscriber_config(via_proxy, batch_size=50, retry_backoff_max=0.5, engine=engine)
 
     def applied() -> int:
         return int(query(postgresql_store, "SELECT count(*) FROM apply_log")[0][0])
