@@ -17,12 +17,14 @@ from onceonly.settings import Settings
 from services.subscriber.codec import Codec, standard_codec
 from services.subscriber.config import SubscriberConfig, SubscribersConfig, load_subscribers
 from services.subscriber.faust_app import FaustSubscriber
+from services.subscriber.host import Host
 from services.subscriber.supervisor import Supervisor, tune_gc
 from services.subscriber.worker import Subscriber
 
 __all__ = [
     "Codec",
     "FaustSubscriber",
+    "Host",
     "Subscriber",
     "SubscriberConfig",
     "SubscribersConfig",
@@ -33,9 +35,7 @@ __all__ = [
 ]
 
 
-def make_subscriber(
-    config: SubscriberConfig, settings: Settings, codec: Codec | None = None
-) -> Subscriber | FaustSubscriber:
+def make_subscriber(config: SubscriberConfig, settings: Settings, codec: Codec | None = None) -> Host:
     """A worker on the configured engine, wired to the data standard's serde (unless a codec is given)."""
     host = FaustSubscriber if config.engine == "faust" else Subscriber
     return host(config, settings, codec or standard_codec(settings))

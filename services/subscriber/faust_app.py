@@ -46,11 +46,11 @@ from onceonly import metrics
 from onceonly.kafka import confluent_config, confluent_producer_config, faust_app_settings, kafka_python_config
 from onceonly.logs import log_context
 from onceonly.settings import Settings
-from services.subscriber.applier import Applier
 from services.subscriber.codec import Codec
 from services.subscriber.config import SubscriberConfig
+from services.subscriber.host import Host
 from services.subscriber.outcomes import Item
-from services.subscriber.polling import KAFKA_LOG, LagMeter
+from services.subscriber.polling import KAFKA_LOG
 from services.subscriber.worker import check_topics
 
 log = logging.getLogger(__name__)
@@ -90,22 +90,12 @@ class FaustRecord:
         return self._message.headers
 
 
-class FaustSubscriber:
+class FaustSubscriber(Host):
     """One worker of one department's subscriber, hosted by a faust-streaming app. ``run(stop)`` returns soon
     after ``stop`` is set."""
 
     def __init__(self, config: SubscriberConfig, settings: Settings, codec: Codec, *, sink: Sink | None = None) -> None:
-        self.config = config
-        self.settings = settings
-        self.applier = Applier(config, settings, codec, sink)
-        self.sink = self.applier.sink
-        self.stats = self.applier.stats
-        self.holder = config.department
-        self.topics = [settings.topic(t) for t in config.topics]
-        self.group_id = f"{settings.topic_prefix}{config.group}"
-        self.assigned: set[tuple[str, int]] = set()
-        self.assignments = 0
-        self.lag = LagMeter(self.group_id)
+        super().__init__(config, settings, codec, sink=sink)
         self._failure: BaseException | None = None
 
     def run(self, stop: threading.Event) -> None:

@@ -31,39 +31,22 @@ from onceonly.errors import ConfigError
 from onceonly.kafka import confluent_consumer_config, confluent_producer_config
 from onceonly.logs import log_context
 from onceonly.settings import Settings
-from services.subscriber.applier import Applier
 from services.subscriber.codec import Codec
 from services.subscriber.config import SubscriberConfig
+from services.subscriber.host import Host
 from services.subscriber.outcomes import Item
-from services.subscriber.polling import KAFKA_LOG, LagMeter, commit, consumer_tuning, next_batch, wait_paused
+from services.subscriber.polling import KAFKA_LOG, commit, consumer_tuning, next_batch, wait_paused
 
 log = logging.getLogger(__name__)
 
 
-class Subscriber:
+class Subscriber(Host):
     """One worker of one department's subscriber on a plain consumer loop. ``run(stop)`` returns soon after ``stop``."""
 
-    def __init__(
-        self,
-        config: SubscriberConfig,
-        settings: Settings,
-        codec: Codec,
-        *,
-        sink: Sink | None = None,
-    ) -> None:
-        self.config = config
-        self.settings = settings
-        self.applier = Applier(config, settings, codec, sink)
-        self.sink = self.applier.sink
-        self.stats = self.applier.stats
-        self.holder = config.department
-        self.topics = [settings.topic(t) for t in config.topics]
-        self.group_id = f"{settings.topic_prefix}{config.group}"
-        self.assigned: set[tuple[str, int]] = set()
-        self.assignments = 0
+    def __init__(self, config: SubscriberConfig, settings: Settings, codec: Codec, *, sink: Sink | None = None) -> None:
+        super().__init__(config, settings, codec, sink=sink)
         self._carry: list[Message] = []
         self._consumer: Consumer | None = None
-        self.lag = LagMeter(self.group_id)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:

@@ -6,6 +6,8 @@ bbh = version, sjid = event id, gzbz = corrected flag, swrq = date of death.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -85,3 +87,12 @@ def death(key: str, version: int = 1, op: str = "c") -> Change:
         before=record if op == "d" else None,
         after=None if op == "d" else record,
     )
+
+
+def at_once(worker: Callable[[int], None], count: int = 2) -> None:
+    """Run ``worker(0)``, ``worker(1)``, ... in threads of their own at the same time, and wait for all."""
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

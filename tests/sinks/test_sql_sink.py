@@ -3,7 +3,6 @@ equals the expected state exactly."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sink_kit import NEW_ID, OLD_ID, PERSON_DDL, death, person
+from sink_kit import NEW_ID, OLD_ID, PERSON_DDL, at_once, death, person
 from sqlalchemy.dialects import mysql
 
 from connectors.sinks import MappingError, SqlSink, SqlSinkConfig, TransientSinkError
@@ -220,11 +219,7 @@ def test_two_workers_adding_new_entities_at_once_both_apply_everything(
         finally:
             sink.close()
 
-    threads = [threading.Thread(target=worker, args=(p,)) for p in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(worker)
     assert failures == []
     assert len(rows(db_url)) == 1000
 

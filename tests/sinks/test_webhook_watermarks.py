@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sink_kit import NEW_ID, OLD_ID, person
+from sink_kit import NEW_ID, OLD_ID, at_once, person
 
 from connectors.sinks import HttpSink, HttpSinkConfig, TransientSinkError, build_sink
 from onceonly.cli import main
@@ -111,11 +110,7 @@ def test_two_workers_of_one_holder_share_the_default_store(department_api: Any, 
         finally:
             sink.close()
 
-    threads = [threading.Thread(target=worker, args=(p,)) for p in (0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(worker)
     assert failures == []
     assert len(stored(f"sqlite:///{tmp_path / 'subscribers' / 'tax.sqlite'}")) == 80
 
