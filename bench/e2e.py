@@ -165,8 +165,8 @@ def raw_rates(settings: Settings, total: int, value: bytes) -> tuple[float, floa
 
 
 # -- the services -------------------------------------------------------------------------------------------------
-def write_config(folder: Path, holders: tuple[str, ...], batch: int) -> Path:
-    """onceonly.yaml: one agreement and one SQLite subscriber per holder."""
+def write_config(folder: Path, holders: tuple[str, ...], batch: int, host: str) -> Path:
+    """onceonly.yaml: one agreement and one SQLite subscriber per holder, on subscriber engine ``host``."""
     agreements = [
         {
             "id": f"e2e-{h}",
@@ -185,7 +185,8 @@ def write_config(folder: Path, holders: tuple[str, ...], batch: int) -> Path:
         with engine.begin() as conn:
             conn.exec_driver_sql(TABLE)
         engine.dispose()
-        subscribers[h] = {"batch_size": batch, "sink": {"kind": "sql", "url": url, "tables": {"person": mapping(h)}}}
+        sink = {"kind": "sql", "url": url, "tables": {"person": mapping(h)}}
+        subscribers[h] = {"engine": host, "batch_size": batch, "sink": sink}
     path = folder / "onceonly.yaml"
     path.write_text(yaml.safe_dump({"agreements": agreements, "subscribers": subscribers}, allow_unicode=True))
     return path
@@ -204,9 +205,11 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def services(settings: Settings, folder: Path, holders: tuple[str, ...], batch: int) -> Iterator[dict[str, Any]]:
+def services(
+    settings: Settings, folder: Path, holders: tuple[str, ...], batch: int, engine: str
+) -> Iterator[dict[str, Any]]:
     """The distributor and one subscriber per holder, each its own ``onceonly`` process; stopped with SIGTERM."""
-    config = write_config(folder, holders, batch)
+    config = write_config(folder, holders, batch, engine)
     env = service_env(settings)
     cli = [sys.executable, "-m", "onceonly"]
     state = ["--state-dir", str(folder)]
@@ -470,6 +473,7 @@ def main() -> None:
         "--holders", type=int, default=4, choices=range(1, len(ALL_HOLDERS) + 1), help="holders each change goes to"
     )
     parser.add_argument("--batch", type=int, default=500, help="distributor and subscriber batch size (their default)")
+    parser.add_argument("--engine", choices=["faust", "loop"], default="faust", help="subscriber host")
     parser.add_argument("--publish-batch", type=int, default=1_000, help="changes per publish_many at full speed")
     parser.add_argument("--raw-records", type=int, default=100_000, help="records of the raw produce/consume")
     parser.add_argument(
@@ -497,7 +501,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     warm = plan(len(holders) * 50, len(holders) * 50, WARMUP_BASE)
     full = plan(args.changes, keys, FULL_BASE)
     steady = plan(rate_count, max(1, rate_count // 2), RATE_BASE)
-    result: dict[str, Any] = {"bench": "e2e", "holders": len(holders), "cpus": os.cpu_count()}
+    result: dict[str, Any] = {"bench": "e2e", "engine": args.engine, "holders": len(holders), "cpus": os.cpu_count()}
     result["load_avg_1m_at_start"] = round(os.getloadavg()[0], 2)  # other work on the machine, for context
     with scratch_cluster("e2e") as settings, Publisher(settings) as publisher:
         apply_topics(settings)
@@ -511,7 +515,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         }
         receipts = Receipts(settings, folder, args.hops)
         try:
-            with services(settings, folder, holders, args.batch) as procs:
+            with services(settings, folder, holders, args.batch, args.engine) as procs:
 
                 def alive() -> None:
                     for name, p in procs.items():
