@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -89,43 +89,41 @@ def create_once(engine: Engine, table: sa.Table) -> None:
 
 def read_watermarks(conn: sa.Connection, marks: sa.Table, changes: Sequence[Change]) -> dict[EntityRef, Watermark]:
     """The stored watermarks of every entity the batch touches, locked (FOR UPDATE) where the database can."""
-    wanted: dict[str, set[str]] = {}
-    for change in changes:
-        for entity_type, key in refs(change):
-            wanted.setdefault(entity_type, set()).add(key)
     out: dict[EntityRef, Watermark] = {}
     c = marks.c
-    for entity_type, keys in wanted.items():
+    for entity_type, keys in _key_chunks(ref for change in changes for ref in refs(change)):
+        stmt = (
+            sa.select(*(c[n] for n in _MARK_READ))
+            .where(c.entity_type == entity_type, c.entity_key.in_(keys))
+            .order_by(c.entity_key)
+            .with_for_update()
+        )
+        for key, version, event_id, superseded_by, batch, *end in conn.execute(stmt):
+            batch_events = tuple(json.loads(batch)) if batch else ()
+            out[(entity_type, key)] = Watermark(int(version), event_id, superseded_by, _end(*end), batch_events)
+    return out
+
+
+def _key_chunks(wanted: Iterable[EntityRef]) -> Iterator[tuple[str, list[str]]]:
+    """Per entity type, its distinct keys in sorted order (the order rows are locked in), ``_KEY_CHUNK`` at a time."""
+    by_type: dict[str, set[str]] = {}
+    for entity_type, key in wanted:
+        by_type.setdefault(entity_type, set()).add(key)
+    for entity_type, keys in by_type.items():
         ordered = sorted(keys)
         for i in range(0, len(ordered), _KEY_CHUNK):
-            stmt = (
-                sa.select(*(c[n] for n in _MARK_READ))
-                .where(c.entity_type == entity_type, c.entity_key.in_(ordered[i : i + _KEY_CHUNK]))
-                .order_by(c.entity_key)
-                .with_for_update()
-            )
-            for key, version, event_id, superseded_by, batch, *end in conn.execute(stmt):
-                batch_events = tuple(json.loads(batch)) if batch else ()
-                out[(entity_type, key)] = Watermark(int(version), event_id, superseded_by, _end(*end), batch_events)
-    return out
+            yield entity_type, ordered[i : i + _KEY_CHUNK]
 
 
 def apply_times(conn: sa.Connection, marks: sa.Table, decisions: list[Decision]) -> list[Decision]:
     """Repeats of earlier applies get the time their transaction was written. Only repeats (rare) pay this read:
     the watermarks of every batch are read without their times, which cost a parse per row on SQLite."""
     c = marks.c
-    wanted: dict[str, set[str]] = {}
-    for d in decisions:
-        if d.repeat:
-            wanted.setdefault(d.change.entity_type, set()).add(d.change.entity_key)
     times: dict[EntityRef, int] = {}
-    for entity_type, keys in wanted.items():
-        ordered = sorted(keys)
-        for i in range(0, len(ordered), _KEY_CHUNK):
-            stmt = sa.select(c.entity_key, c.applied_at).where(
-                c.entity_type == entity_type, c.entity_key.in_(ordered[i : i + _KEY_CHUNK])
-            )
-            times.update({(entity_type, k): int(at.timestamp() * 1000) for k, at in conn.execute(stmt) if at})
+    repeats = ((d.change.entity_type, d.change.entity_key) for d in decisions if d.repeat)
+    for entity_type, keys in _key_chunks(repeats):
+        stmt = sa.select(c.entity_key, c.applied_at).where(c.entity_type == entity_type, c.entity_key.in_(keys))
+        times.update({(entity_type, k): int(at.timestamp() * 1000) for k, at in conn.execute(stmt) if at})
     return [
         replace(d, applied_at=times.get((d.change.entity_type, d.change.entity_key))) if d.repeat else d
         for d in decisions

@@ -56,18 +56,14 @@ def check(config: ConfigFile, department: Department = None, state_dir: StateDir
 
     Example:  onceonly subscriber check onceonly.yaml
     """
-    from connectors.sinks import HttpSink, TransientSinkError, build_sink
+    from connectors.sinks import HttpSink, TransientSinkError
     from connectors.sinks.config import describe
     from services.subscriber import load_subscribers
+    from services.subscriber.applier import holder_sink
 
     settings = cli_settings(state_dir)
     for sub in load_subscribers(config).select(department):
-        sink = build_sink(
-            sub.sink,
-            delete_policy=sub.delete_policy,
-            holder=f"{settings.topic_prefix}{sub.department}",
-            state_dir=settings.state_dir,
-        )
+        sink = holder_sink(sub, settings)
         try:
             sink.open()
             if isinstance(sink, HttpSink):

@@ -32,6 +32,17 @@ Wait = Callable[[float, threading.Event], None]
 """How a host waits between retries: ``wait(seconds, stop)``, keeping its group membership alive meanwhile."""
 
 
+def holder_sink(config: SubscriberConfig, settings: Settings) -> Sink:
+    """The department's sink as its subscriber (and ``subscriber check``) opens it. The holder name it keeps
+    watermarks under carries the deployment's topic prefix, as the group id does: two deployments never share them."""
+    return build_sink(
+        config.sink,
+        delete_policy=config.delete_policy,
+        holder=f"{settings.topic_prefix}{config.department}",
+        state_dir=settings.state_dir,
+    )
+
+
 class DecodeUnavailable(Exception):
     """Decoding failed for a reason outside the record (the registry is down): retry, do not dead-letter."""
 
@@ -42,13 +53,7 @@ class Applier:
     def __init__(self, config: SubscriberConfig, settings: Settings, codec: Codec, sink: Sink | None = None) -> None:
         self.config = config
         self.codec = codec
-        # holder: the deployment's topic prefix too, as in the group id, so two deployments never share watermarks
-        self.sink = sink or build_sink(
-            config.sink,
-            delete_policy=config.delete_policy,
-            holder=f"{settings.topic_prefix}{config.department}",
-            state_dir=settings.state_dir,
-        )
+        self.sink = sink or holder_sink(config, settings)
         self.holder = config.department
         self.dlq_topic = settings.topic(f"dlq.{config.department}")
         self.receipts_topic = settings.topic(RECEIPTS_TOPIC)
