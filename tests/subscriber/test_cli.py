@@ -74,6 +74,12 @@ def cli(tmp_path: Path, topics: Settings, monkeypatch: pytest.MonkeyPatch, capsy
             "subscribers:\n  tax:\n    source_topic: change.persn\n    sink: {kind: files, path: 'out/x.jsonl'}",
             "topic {prefix}change.persn does not exist (run: onceonly topics apply)",
         ),
+        (  # the same check on the other host (it asks through a consumer, the Faust host through an admin client)
+            "subscribers:\n  tax:\n    engine: loop\n    source_topic: change.persn\n"
+            "    sink: {kind: files, path: 'out/x.jsonl'}",
+            "topic {prefix}change.persn does not exist (run: onceonly topics apply)",
+        ),
+        ("subscribers:\n  tax:\n    engine: fast\n    " + SQL, "tax.engine: Input should be 'faust' or 'loop'"),
     ],
 )
 def test_a_bad_config_is_one_line_and_a_nonzero_exit(
